@@ -1,0 +1,3 @@
+//! fabric-master: a Crossbar.io-compatible WAMP master node.
+
+pub mod wamp;
