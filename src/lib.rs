@@ -1,3 +1,11 @@
 //! fabric-master: a Crossbar.io-compatible WAMP master node.
 
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod router;
+pub mod server;
+pub mod transport;
 pub mod wamp;

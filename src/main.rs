@@ -1,1 +1,25 @@
-fn main() {}
+use clap::Parser;
+use fabric_master::cli::{self, Cli, Command};
+
+fn main() -> anyhow::Result<()> {
+    let args = Cli::parse();
+    cli::init_logging(args.log_format);
+    match args.command {
+        Command::Version => {
+            println!("fabric-master {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Keygen(k) => cli::keygen(k),
+        Command::Start(s) => {
+            let settings = s.settings()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(fabric_master::server::run(settings))
+        }
+        Command::Bench(b) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(fabric_master::bench::run(b)),
+    }
+}

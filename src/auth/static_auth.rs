@@ -1,0 +1,128 @@
+//! Superuser keys (cryptosign) and per-realm anonymous roles.
+
+use std::collections::HashMap;
+
+use ed25519_dalek::VerifyingKey;
+use futures_util::future::BoxFuture;
+
+use super::{Authenticator, Decision, Denied, GLOBAL_REALM, HelloRequest, Principal, cryptosign};
+use crate::wamp::{Dict, errors};
+
+/// A realm that admits anonymous sessions, with the role they get.
+#[derive(Clone, Debug)]
+pub struct AnonymousRealm {
+    pub realm: String,
+    pub role: String,
+}
+
+pub struct StaticAuthenticator {
+    superusers: Vec<VerifyingKey>,
+    anonymous: HashMap<String, String>,
+}
+
+impl StaticAuthenticator {
+    pub fn new(superusers: Vec<VerifyingKey>, anonymous: Vec<AnonymousRealm>) -> Self {
+        StaticAuthenticator {
+            superusers,
+            anonymous: anonymous.into_iter().map(|a| (a.realm, a.role)).collect(),
+        }
+    }
+
+    fn cryptosign(&self, hello: &HelloRequest) -> Result<Decision, Denied> {
+        let pubkey = hello
+            .authextra
+            .get("pubkey")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                Denied::new(
+                    "fabric.auth-failed.invalid-parameters",
+                    "cryptosign needs authextra.pubkey",
+                )
+            })?;
+        let key = cryptosign::parse_pubkey(pubkey).ok_or_else(|| {
+            Denied::new(
+                "fabric.auth-failed.invalid-parameters",
+                "authextra.pubkey is not a 32-byte hex Ed25519 key",
+            )
+        })?;
+        if !self.superusers.contains(&key) {
+            if hello.authrole.as_deref() == Some("node") {
+                return Err(Denied::new(
+                    "fabric.auth-failed.node-unpaired",
+                    "This node is unpaired. Please pair the node with management realm first.",
+                ));
+            }
+            return Err(Denied::new(
+                "fabric.auth-failed.unknown-key",
+                format!("no principal with public key {pubkey}"),
+            ));
+        }
+        // As in the reference: the global realm means role `user`, any other realm `owner`
+        // unless the client asks for a role.
+        let (realm, authrole) = match hello.realm.as_deref() {
+            None | Some(GLOBAL_REALM) => (GLOBAL_REALM.to_owned(), "user".to_owned()),
+            Some(r) => (
+                r.to_owned(),
+                hello.authrole.clone().unwrap_or_else(|| "owner".to_owned()),
+            ),
+        };
+        Ok(Decision {
+            principal: Principal {
+                realm,
+                authid: "superuser".to_owned(),
+                authrole,
+                authmethod: "cryptosign",
+                authprovider: "static",
+                authextra: Dict::new(),
+            },
+            cryptosign_key: Some(key),
+        })
+    }
+
+    fn anonymous(&self, hello: &HelloRequest) -> Result<Decision, Denied> {
+        let realm = hello
+            .realm
+            .clone()
+            .unwrap_or_else(|| GLOBAL_REALM.to_owned());
+        let role = self.anonymous.get(&realm).ok_or_else(|| {
+            Denied::new(
+                errors::NOT_AUTHORIZED,
+                format!("anonymous access to realm \"{realm}\" is not allowed"),
+            )
+        })?;
+        Ok(Decision {
+            principal: Principal {
+                realm,
+                authid: hello
+                    .authid
+                    .clone()
+                    .unwrap_or_else(|| format!("anonymous-{:08x}", rand::random::<u32>())),
+                authrole: role.clone(),
+                authmethod: "anonymous",
+                authprovider: "static",
+                authextra: Dict::new(),
+            },
+            cryptosign_key: None,
+        })
+    }
+}
+
+impl Authenticator for StaticAuthenticator {
+    fn authenticate<'a>(
+        &'a self,
+        hello: &'a HelloRequest,
+    ) -> BoxFuture<'a, Result<Decision, Denied>> {
+        let result = if hello.authmethods.iter().any(|m| m == "cryptosign") {
+            self.cryptosign(hello)
+        } else if hello.authmethods.is_empty() || hello.authmethods.iter().any(|m| m == "anonymous")
+        {
+            self.anonymous(hello)
+        } else {
+            Err(Denied::new(
+                errors::NO_AUTH_METHOD,
+                format!("no supported authmethod in {:?}", hello.authmethods),
+            ))
+        };
+        Box::pin(std::future::ready(result))
+    }
+}

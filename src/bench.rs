@@ -1,0 +1,322 @@
+//! `fabric-master bench`: a load generator for any WAMP router, so the same tool measures
+//! fabric-master and the reference Crossbar.io master in one run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use crate::client::{Client, ClientConfig};
+use crate::wamp::{Dict, Payload, Protocol, Serializer, Value};
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum Mode {
+    /// One callee registers an echo procedure; callers call it.
+    Rpc,
+    /// Callers call an existing procedure (e.g. the reference master's list_mrealms).
+    Call,
+    /// One publisher, N subscribers; counts delivered events.
+    Pubsub,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Ser {
+    Json,
+    Msgpack,
+    Cbor,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[arg(long, default_value = "ws://127.0.0.1:9000/ws")]
+    pub url: String,
+    /// Realm to join (default: none, the router assigns one).
+    #[arg(long)]
+    pub realm: Option<String>,
+    #[arg(long, value_enum, default_value = "rpc")]
+    pub mode: Mode,
+    #[arg(long, value_enum, default_value = "cbor")]
+    pub serializer: Ser,
+    #[arg(long)]
+    pub batched: bool,
+    /// Cryptosign private key file (Crossbar.io format); anonymous without.
+    #[arg(long)]
+    pub key: Option<std::path::PathBuf>,
+    /// authid in HELLO (default: the key file's user-id).
+    #[arg(long)]
+    pub authid: Option<String>,
+    /// Procedure for `--mode call`.
+    #[arg(long, default_value = "crossbarfabriccenter.mrealm.list_mrealms")]
+    pub procedure: String,
+    /// Positional arguments for `--mode call`, as a JSON list.
+    #[arg(long, default_value = "[]")]
+    pub args: String,
+    /// Calls (rpc, call) or publications (pubsub) to make.
+    #[arg(long, default_value_t = 100_000)]
+    pub count: u64,
+    /// Calls in flight across all callers.
+    #[arg(long, default_value_t = 100)]
+    pub inflight: usize,
+    /// Caller sessions.
+    #[arg(long, default_value_t = 1)]
+    pub callers: usize,
+    /// Subscriber sessions (pubsub).
+    #[arg(long, default_value_t = 10)]
+    pub subscribers: usize,
+    /// Payload bytes per call or event.
+    #[arg(long, default_value_t = 16)]
+    pub payload_size: usize,
+    /// Stop after this long even if not all calls are done.
+    #[arg(long, default_value_t = 120)]
+    pub max_seconds: u64,
+    /// A label for the output line.
+    #[arg(long, default_value = "fabric-master")]
+    pub label: String,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub label: String,
+    pub mode: String,
+    pub serializer: String,
+    pub inflight: usize,
+    pub ops: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub rate: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl BenchArgs {
+    fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        let serializer = match self.serializer {
+            Ser::Json => Serializer::Json,
+            Ser::Msgpack => Serializer::MsgPack,
+            Ser::Cbor => Serializer::Cbor,
+        };
+        let (key, file_authid) = match &self.key {
+            Some(p) => {
+                let (k, id) = crate::auth::keyfile::read_private_key(p)?;
+                (Some(k), id)
+            }
+            None => (None, None),
+        };
+        Ok(ClientConfig {
+            url: self.url.clone(),
+            realm: self.realm.clone(),
+            protocol: Protocol {
+                serializer,
+                batched: self.batched,
+            },
+            authid: self.authid.clone().or(file_authid),
+            authrole: None,
+            key,
+        })
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn report(args: &BenchArgs, ops: u64, errors: u64, elapsed: Duration, mut lat: Vec<u64>) -> Report {
+    lat.sort_unstable();
+    let seconds = elapsed.as_secs_f64();
+    Report {
+        label: args.label.clone(),
+        mode: format!("{:?}", args.mode).to_lowercase(),
+        serializer: format!(
+            "{:?}{}",
+            args.serializer,
+            if args.batched { ".batched" } else { "" }
+        )
+        .to_lowercase(),
+        inflight: args.inflight,
+        ops,
+        errors,
+        seconds,
+        rate: ops as f64 / seconds,
+        p50_us: percentile(&lat, 0.50),
+        p90_us: percentile(&lat, 0.90),
+        p99_us: percentile(&lat, 0.99),
+        max_us: lat.last().copied().unwrap_or(0),
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let r = measure(&args).await?;
+    println!(
+        "{}: mode={} serializer={} inflight={} ops={} errors={} in {:.2}s -> {:.0}/s  latency p50={}us p90={}us p99={}us max={}us",
+        r.label,
+        r.mode,
+        r.serializer,
+        r.inflight,
+        r.ops,
+        r.errors,
+        r.seconds,
+        r.rate,
+        r.p50_us,
+        r.p90_us,
+        r.p99_us,
+        r.max_us
+    );
+    println!("JSON {}", serde_json::to_string(&r)?);
+    Ok(())
+}
+
+pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
+    match args.mode {
+        Mode::Rpc | Mode::Call => rpc(args).await,
+        Mode::Pubsub => pubsub(args).await,
+    }
+}
+
+async fn rpc(args: &BenchArgs) -> anyhow::Result<Report> {
+    let cfg = args.client_config()?;
+    let (procedure, payload) = if args.mode == Mode::Rpc {
+        let callee = Client::connect(&cfg).await.context("callee session")?;
+        let procedure = format!("bench.echo.{:08x}", rand::random::<u32>());
+        callee
+            .register(&procedure, Dict::new(), Arc::new(Ok))
+            .await
+            .context("registering the echo procedure")?;
+        // Keep the callee alive for the whole run.
+        std::mem::forget(callee);
+        (
+            procedure,
+            Payload::args(vec![Value::Bytes(vec![0x5a; args.payload_size])]),
+        )
+    } else {
+        let list: serde_json::Value =
+            serde_json::from_str(&args.args).context("--args must be a JSON list")?;
+        let bytes = serde_json::to_vec(&list)?;
+        let value = Serializer::Json.decode_value(&bytes)?;
+        (
+            args.procedure.clone(),
+            Payload {
+                args: Some(value),
+                kwargs: None,
+            },
+        )
+    };
+    let mut callers = Vec::new();
+    for _ in 0..args.callers.max(1) {
+        callers.push(Client::connect(&cfg).await.context("caller session")?);
+    }
+    // One warm-up call shows the procedure works before timing starts.
+    callers[0]
+        .call(&procedure, payload.clone(), Dict::new())
+        .await
+        .context("warm-up call")?;
+    let remaining = Arc::new(AtomicU64::new(args.count));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..args.inflight.max(1) {
+        let client = callers[i % callers.len()].clone();
+        let (remaining, errors, procedure, payload) = (
+            remaining.clone(),
+            errors.clone(),
+            procedure.clone(),
+            payload.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+                && Instant::now() < deadline
+            {
+                let t = Instant::now();
+                match client.call(&procedure, payload.clone(), Dict::new()).await {
+                    Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await?);
+    }
+    let elapsed = start.elapsed();
+    Ok(report(
+        args,
+        lat.len() as u64,
+        errors.load(Ordering::Relaxed),
+        elapsed,
+        lat,
+    ))
+}
+
+async fn pubsub(args: &BenchArgs) -> anyhow::Result<Report> {
+    let cfg = args.client_config()?;
+    let topic = format!("bench.topic.{:08x}", rand::random::<u32>());
+    let delivered = Arc::new(AtomicU64::new(0));
+    let origin = Instant::now();
+    let latencies = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let mut subscribers = Vec::new();
+    for _ in 0..args.subscribers.max(1) {
+        let s = Client::connect(&cfg).await.context("subscriber session")?;
+        let (delivered, latencies) = (delivered.clone(), latencies.clone());
+        let handler = Arc::new(move |_details: Dict, payload: Payload| {
+            let n = delivered.fetch_add(1, Ordering::Relaxed);
+            // Sample latency on every 16th event to keep the handler cheap.
+            if n % 16 == 0
+                && let Some(sent) = payload.arg_list().first().and_then(Value::as_u64)
+            {
+                let now = origin.elapsed().as_micros() as u64;
+                latencies.lock().push(now.saturating_sub(sent));
+            }
+        });
+        s.subscribe(&topic, Dict::new(), handler)
+            .await
+            .context("subscribing")?;
+        subscribers.push(s);
+    }
+    let publisher = Client::connect(&cfg).await.context("publisher session")?;
+    let expected = args.count * subscribers.len() as u64;
+    let filler = Value::Bytes(vec![0x5a; args.payload_size]);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(args.max_seconds);
+    let window = args.inflight.max(1) as u64;
+    for i in 0..args.count {
+        let payload = Payload::args(vec![
+            (origin.elapsed().as_micros() as u64).into(),
+            filler.clone(),
+        ]);
+        // Every `window` publications wait for PUBLISHED, which bounds what is queued in between.
+        let ack = i % window == window - 1;
+        publisher.publish(&topic, payload, Dict::new(), ack).await?;
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = start.elapsed();
+    let got = delivered.load(Ordering::Relaxed);
+    let lat = latencies.lock().clone();
+    Ok(report(
+        args,
+        got,
+        expected.saturating_sub(got),
+        elapsed,
+        lat,
+    ))
+}

@@ -1,0 +1,374 @@
+//! PubSub: subscriptions, publication filtering and delivery.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::wamp::uri::{MatchPolicy, UriCheck, is_valid_pattern, is_valid_uri};
+use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
+
+use super::realm::{State, error_reply};
+use super::role::Action;
+
+pub(crate) struct Subscription {
+    pub id: Id,
+    pub uri: String,
+    pub policy: MatchPolicy,
+    /// In subscription order.
+    pub subscribers: Vec<Id>,
+    pub created: String,
+}
+
+impl Subscription {
+    pub fn details(&self) -> Dict {
+        crate::dict! {
+            "id" => self.id,
+            "created" => self.created.as_str(),
+            "uri" => self.uri.as_str(),
+            "match" => self.policy.as_str(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Broker {
+    pub subs: HashMap<Id, Subscription>,
+    pub exact: HashMap<String, Id>,
+    /// Prefix and wildcard subscriptions, scanned on every publication.
+    pub patterns: HashMap<(MatchPolicy, String), Id>,
+}
+
+impl Broker {
+    pub fn find(&self, policy: MatchPolicy, uri: &str) -> Option<Id> {
+        match policy {
+            MatchPolicy::Exact => self.exact.get(uri).copied(),
+            p => self.patterns.get(&(p, uri.to_owned())).copied(),
+        }
+    }
+
+    /// Every subscription whose pattern matches `topic`.
+    pub fn matching(&self, topic: &str) -> Vec<Id> {
+        let mut out: Vec<Id> = self.exact.get(topic).copied().into_iter().collect();
+        out.extend(
+            self.patterns
+                .iter()
+                .filter(|((p, uri), _)| p.matches(uri, topic))
+                .map(|(_, id)| *id),
+        );
+        out
+    }
+}
+
+/// Who may receive a publication, from its options.
+struct Audience<'a> {
+    publisher: Option<Id>,
+    exclude_me: bool,
+    exclude: Option<&'a [Value]>,
+    exclude_authid: Option<&'a [Value]>,
+    exclude_authrole: Option<&'a [Value]>,
+    eligible: Option<&'a [Value]>,
+    eligible_authid: Option<&'a [Value]>,
+    eligible_authrole: Option<&'a [Value]>,
+}
+
+fn contains_id(list: &[Value], id: Id) -> bool {
+    list.iter().any(|v| v.as_u64() == Some(id))
+}
+
+fn contains_str(list: &[Value], s: &str) -> bool {
+    list.iter().any(|v| v.as_str() == Some(s))
+}
+
+impl<'a> Audience<'a> {
+    fn from_options(publisher: Option<Id>, options: &'a Dict) -> Self {
+        let list = |k: &str| options.get(k).and_then(Value::as_list).map(Vec::as_slice);
+        Audience {
+            publisher,
+            exclude_me: options
+                .get("exclude_me")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+            exclude: list("exclude"),
+            exclude_authid: list("exclude_authid"),
+            exclude_authrole: list("exclude_authrole"),
+            eligible: list("eligible"),
+            eligible_authid: list("eligible_authid"),
+            eligible_authrole: list("eligible_authrole"),
+        }
+    }
+
+    fn admits(&self, sid: Id, authid: &str, authrole: &str) -> bool {
+        if self.exclude_me && self.publisher == Some(sid) {
+            return false;
+        }
+        if self.exclude.is_some_and(|l| contains_id(l, sid))
+            || self.exclude_authid.is_some_and(|l| contains_str(l, authid))
+            || self
+                .exclude_authrole
+                .is_some_and(|l| contains_str(l, authrole))
+        {
+            return false;
+        }
+        self.eligible.is_none_or(|l| contains_id(l, sid))
+            && self.eligible_authid.is_none_or(|l| contains_str(l, authid))
+            && self
+                .eligible_authrole
+                .is_none_or(|l| contains_str(l, authrole))
+    }
+}
+
+impl State {
+    pub(crate) fn subscribe(&mut self, sid: Id, request: Id, options: Dict, topic: String) {
+        let policy = options
+            .get("match")
+            .and_then(Value::as_str)
+            .and_then(MatchPolicy::parse)
+            .unwrap_or_default();
+        if !is_valid_pattern(&topic, policy, UriCheck::Loose) {
+            return self.reply(
+                sid,
+                error_reply(
+                    code::SUBSCRIBE,
+                    request,
+                    errors::INVALID_URI,
+                    format!("invalid topic URI '{topic}'"),
+                ),
+            );
+        }
+        if !self.authorized(sid, &topic, Action::Subscribe) {
+            return self.reply(
+                sid,
+                error_reply(
+                    code::SUBSCRIBE,
+                    request,
+                    errors::NOT_AUTHORIZED,
+                    format!("session is not authorized to subscribe to topic '{topic}'"),
+                ),
+            );
+        }
+        let (sub_id, created) = match self.broker.find(policy, &topic) {
+            Some(id) => (id, false),
+            None => {
+                let id = self.new_id();
+                let sub = Subscription {
+                    id,
+                    uri: topic.clone(),
+                    policy,
+                    subscribers: Vec::new(),
+                    created: super::now_iso(),
+                };
+                self.broker.subs.insert(id, sub);
+                match policy {
+                    MatchPolicy::Exact => self.broker.exact.insert(topic, id),
+                    p => self.broker.patterns.insert((p, topic), id),
+                };
+                (id, true)
+            }
+        };
+        let sub = self
+            .broker
+            .subs
+            .get_mut(&sub_id)
+            .expect("just found or created");
+        let added = !sub.subscribers.contains(&sid);
+        if added {
+            sub.subscribers.push(sid);
+        }
+        let details = created.then(|| sub.details());
+        self.reply(
+            sid,
+            Message::Subscribed {
+                request,
+                subscription: sub_id,
+            },
+        );
+        if let Some(details) = details {
+            self.publish_meta(
+                "wamp.subscription.on_create",
+                vec![sid.into(), Value::Dict(details)],
+            );
+        }
+        if added {
+            self.publish_meta(
+                "wamp.subscription.on_subscribe",
+                vec![sid.into(), sub_id.into()],
+            );
+        }
+    }
+
+    pub(crate) fn unsubscribe(&mut self, sid: Id, request: Id, subscription: Id) {
+        if !self
+            .broker
+            .subs
+            .get(&subscription)
+            .is_some_and(|s| s.subscribers.contains(&sid))
+        {
+            return self.reply(
+                sid,
+                error_reply(
+                    code::UNSUBSCRIBE,
+                    request,
+                    errors::NO_SUCH_SUBSCRIPTION,
+                    format!("no subscription with ID {subscription}"),
+                ),
+            );
+        }
+        self.remove_subscriber(sid, subscription);
+        self.reply(
+            sid,
+            Message::Unsubscribed {
+                request,
+                details: None,
+            },
+        );
+    }
+
+    pub(crate) fn remove_subscriber(&mut self, sid: Id, subscription: Id) {
+        let Some(sub) = self.broker.subs.get_mut(&subscription) else {
+            return;
+        };
+        sub.subscribers.retain(|s| *s != sid);
+        let now_empty = sub.subscribers.is_empty();
+        self.publish_meta(
+            "wamp.subscription.on_unsubscribe",
+            vec![sid.into(), subscription.into()],
+        );
+        if now_empty {
+            if let Some(sub) = self.broker.subs.remove(&subscription) {
+                match sub.policy {
+                    MatchPolicy::Exact => self.broker.exact.remove(&sub.uri),
+                    p => self.broker.patterns.remove(&(p, sub.uri)),
+                };
+            }
+            self.publish_meta(
+                "wamp.subscription.on_delete",
+                vec![sid.into(), subscription.into()],
+            );
+        }
+    }
+
+    pub(crate) fn broker_detach(&mut self, sid: Id) {
+        let subs: Vec<Id> = self
+            .broker
+            .subs
+            .values()
+            .filter(|s| s.subscribers.contains(&sid))
+            .map(|s| s.id)
+            .collect();
+        for sub in subs {
+            self.remove_subscriber(sid, sub);
+        }
+    }
+
+    pub(crate) fn publish(
+        &mut self,
+        sid: Id,
+        request: Id,
+        options: Dict,
+        topic: String,
+        payload: Payload,
+    ) {
+        let acknowledge = options
+            .get("acknowledge")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if !is_valid_uri(&topic, UriCheck::Loose) {
+            if acknowledge {
+                self.reply(
+                    sid,
+                    error_reply(
+                        code::PUBLISH,
+                        request,
+                        errors::INVALID_URI,
+                        format!("invalid topic URI '{topic}'"),
+                    ),
+                );
+            }
+            return;
+        }
+        let Some(rule) = self.rule(sid, &topic, Action::Publish) else {
+            if acknowledge {
+                self.reply(
+                    sid,
+                    error_reply(
+                        code::PUBLISH,
+                        request,
+                        errors::NOT_AUTHORIZED,
+                        format!("session is not authorized to publish to topic '{topic}'"),
+                    ),
+                );
+            }
+            return;
+        };
+        let disclose = rule.disclose_publisher
+            || options
+                .get("disclose_me")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        let publication = crate::wamp::random_id();
+        let publisher = self.members.get(&sid).map(|m| m.info.clone());
+        let mut base = Dict::new();
+        if disclose && let Some(p) = &publisher {
+            base.insert("publisher".into(), sid.into());
+            base.insert("publisher_authid".into(), p.authid.as_str().into());
+            base.insert("publisher_authrole".into(), p.authrole.as_str().into());
+        }
+        self.deliver(Some(sid), &options, &topic, publication, base, payload);
+        if acknowledge {
+            self.reply(
+                sid,
+                Message::Published {
+                    request,
+                    publication,
+                },
+            );
+        }
+    }
+
+    /// Publishes an event of the router itself (meta events): no publisher, no options.
+    pub(crate) fn publish_meta(&mut self, topic: &str, args: Vec<Value>) {
+        if self.broker.subs.is_empty() {
+            return;
+        }
+        let publication = crate::wamp::random_id();
+        self.deliver(
+            None,
+            &Dict::new(),
+            topic,
+            publication,
+            Dict::new(),
+            Payload::args(args),
+        );
+    }
+
+    fn deliver(
+        &self,
+        publisher: Option<Id>,
+        options: &Dict,
+        topic: &str,
+        publication: Id,
+        base: Dict,
+        payload: Payload,
+    ) {
+        let audience = Audience::from_options(publisher, options);
+        for sub_id in self.broker.matching(topic) {
+            let sub = &self.broker.subs[&sub_id];
+            let mut details = base.clone();
+            if sub.policy != MatchPolicy::Exact {
+                details.insert("topic".into(), topic.into());
+            }
+            let event = Arc::new(Message::Event {
+                subscription: sub_id,
+                publication,
+                details,
+                payload: payload.clone(),
+            });
+            for s in &sub.subscribers {
+                if let Some(m) = self.members.get(s)
+                    && audience.admits(*s, &m.info.authid, &m.info.authrole)
+                {
+                    m.send_arc(event.clone());
+                }
+            }
+        }
+    }
+}

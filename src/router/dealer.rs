@@ -1,0 +1,619 @@
+//! RPC: registrations, invocation policies, pending calls, cancel, progress and timeouts.
+
+use std::collections::HashMap;
+use std::sync::Weak;
+use std::time::Duration;
+
+use crate::wamp::uri::{MatchPolicy, UriCheck, is_valid_pattern, is_valid_uri};
+use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
+
+use super::realm::{Realm, State, error_reply};
+use super::role::Action;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvokePolicy {
+    Single,
+    RoundRobin,
+    Random,
+    First,
+    Last,
+}
+
+impl InvokePolicy {
+    pub fn parse(s: &str) -> Option<InvokePolicy> {
+        Some(match s {
+            "single" => InvokePolicy::Single,
+            "roundrobin" => InvokePolicy::RoundRobin,
+            "random" => InvokePolicy::Random,
+            "first" => InvokePolicy::First,
+            "last" => InvokePolicy::Last,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvokePolicy::Single => "single",
+            InvokePolicy::RoundRobin => "roundrobin",
+            InvokePolicy::Random => "random",
+            InvokePolicy::First => "first",
+            InvokePolicy::Last => "last",
+        }
+    }
+}
+
+pub(crate) struct Registration {
+    pub id: Id,
+    pub uri: String,
+    pub policy: MatchPolicy,
+    pub invoke: InvokePolicy,
+    /// In registration order, which `first`/`last` rely on.
+    pub callees: Vec<Id>,
+    pub next_rr: usize,
+    pub created: String,
+}
+
+impl Registration {
+    pub fn details(&self) -> Dict {
+        crate::dict! {
+            "id" => self.id,
+            "created" => self.created.as_str(),
+            "uri" => self.uri.as_str(),
+            "match" => self.policy.as_str(),
+            "invoke" => self.invoke.as_str(),
+        }
+    }
+
+    fn pick(&mut self) -> Option<Id> {
+        let n = self.callees.len();
+        if n == 0 {
+            return None;
+        }
+        Some(match self.invoke {
+            InvokePolicy::Single | InvokePolicy::First => self.callees[0],
+            InvokePolicy::Last => self.callees[n - 1],
+            InvokePolicy::Random => self.callees[rand::random::<usize>() % n],
+            InvokePolicy::RoundRobin => {
+                let c = self.callees[self.next_rr % n];
+                self.next_rr = (self.next_rr + 1) % n;
+                c
+            }
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CancelMode {
+    Skip,
+    Kill,
+    KillNoWait,
+}
+
+pub(crate) struct PendingCall {
+    caller: Id,
+    call_request: Id,
+    callee: Id,
+    progress: bool,
+    /// Set by a `kill` cancel: the caller waits for the callee's final answer.
+    interrupted: bool,
+    timer: Option<tokio::task::AbortHandle>,
+}
+
+#[derive(Default)]
+pub(crate) struct Dealer {
+    pub regs: HashMap<Id, Registration>,
+    pub by_uri: HashMap<(MatchPolicy, String), Id>,
+    pending: HashMap<Id, PendingCall>,
+    by_call: HashMap<(Id, Id), Id>,
+    next_invocation: Id,
+}
+
+impl Dealer {
+    /// Exact beats the longest prefix, which beats the most specific wildcard.
+    pub fn lookup(&self, procedure: &str) -> Option<Id> {
+        if let Some(id) = self.by_uri.get(&(MatchPolicy::Exact, procedure.to_owned())) {
+            return Some(*id);
+        }
+        let mut best: Option<((u8, usize), Id)> = None;
+        for ((policy, uri), id) in &self.by_uri {
+            if *policy == MatchPolicy::Exact || !policy.matches(uri, procedure) {
+                continue;
+            }
+            let rank = match policy {
+                MatchPolicy::Prefix => (2, uri.len()),
+                _ => (1, uri.split('.').filter(|c| !c.is_empty()).count()),
+            };
+            if best.is_none_or(|(r, _)| rank > r) {
+                best = Some((rank, *id));
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+}
+
+fn options_policy(options: &Dict) -> MatchPolicy {
+    options
+        .get("match")
+        .and_then(Value::as_str)
+        .and_then(MatchPolicy::parse)
+        .unwrap_or_default()
+}
+
+impl State {
+    pub(crate) fn register(&mut self, sid: Id, request: Id, options: Dict, procedure: String) {
+        let reply_err = |st: &State, uri: &str, msg: String| {
+            st.reply(sid, error_reply(code::REGISTER, request, uri, msg));
+        };
+        let policy = options_policy(&options);
+        if !is_valid_pattern(&procedure, policy, UriCheck::Loose) {
+            return reply_err(
+                self,
+                errors::INVALID_URI,
+                format!("invalid procedure URI '{procedure}'"),
+            );
+        }
+        if procedure.starts_with("wamp.") {
+            return reply_err(
+                self,
+                errors::INVALID_URI,
+                format!("register for restricted procedure URI '{procedure}'"),
+            );
+        }
+        if !self.authorized(sid, &procedure, Action::Register) {
+            return reply_err(
+                self,
+                errors::NOT_AUTHORIZED,
+                format!("session is not authorized to register procedure '{procedure}'"),
+            );
+        }
+        let invoke = options
+            .get("invoke")
+            .and_then(Value::as_str)
+            .and_then(InvokePolicy::parse)
+            .unwrap_or(InvokePolicy::Single);
+        let key = (policy, procedure.clone());
+        let (reg_id, created) = match self.dealer.by_uri.get(&key).copied() {
+            Some(id) => {
+                let reg = self
+                    .dealer
+                    .regs
+                    .get_mut(&id)
+                    .expect("index and registrations agree");
+                if reg.invoke == InvokePolicy::Single
+                    || reg.invoke != invoke
+                    || reg.callees.contains(&sid)
+                {
+                    return reply_err(
+                        self,
+                        errors::PROCEDURE_ALREADY_EXISTS,
+                        format!("register for already registered procedure '{procedure}'"),
+                    );
+                }
+                reg.callees.push(sid);
+                (id, false)
+            }
+            None => {
+                let id = self.new_id();
+                let reg = Registration {
+                    id,
+                    uri: procedure.clone(),
+                    policy,
+                    invoke,
+                    callees: vec![sid],
+                    next_rr: 0,
+                    created: super::now_iso(),
+                };
+                self.dealer.by_uri.insert(key, id);
+                self.dealer.regs.insert(id, reg);
+                (id, true)
+            }
+        };
+        self.reply(
+            sid,
+            Message::Registered {
+                request,
+                registration: reg_id,
+            },
+        );
+        if created {
+            let details = self.dealer.regs[&reg_id].details();
+            self.publish_meta(
+                "wamp.registration.on_create",
+                vec![sid.into(), Value::Dict(details)],
+            );
+        }
+        self.publish_meta(
+            "wamp.registration.on_register",
+            vec![sid.into(), reg_id.into()],
+        );
+    }
+
+    pub(crate) fn unregister(&mut self, sid: Id, request: Id, registration: Id) {
+        let owned = self
+            .dealer
+            .regs
+            .get(&registration)
+            .is_some_and(|r| r.callees.contains(&sid));
+        if !owned {
+            return self.reply(
+                sid,
+                error_reply(
+                    code::UNREGISTER,
+                    request,
+                    errors::NO_SUCH_REGISTRATION,
+                    format!("no registration with ID {registration}"),
+                ),
+            );
+        }
+        self.remove_callee(sid, registration);
+        self.reply(
+            sid,
+            Message::Unregistered {
+                request,
+                details: None,
+            },
+        );
+    }
+
+    /// Takes a callee off a registration, deleting the registration when it was the last one.
+    pub(crate) fn remove_callee(&mut self, sid: Id, registration: Id) {
+        let Some(reg) = self.dealer.regs.get_mut(&registration) else {
+            return;
+        };
+        reg.callees.retain(|c| *c != sid);
+        let now_empty = reg.callees.is_empty();
+        self.publish_meta(
+            "wamp.registration.on_unregister",
+            vec![sid.into(), registration.into()],
+        );
+        if now_empty {
+            if let Some(reg) = self.dealer.regs.remove(&registration) {
+                self.dealer.by_uri.remove(&(reg.policy, reg.uri));
+            }
+            self.publish_meta(
+                "wamp.registration.on_delete",
+                vec![sid.into(), registration.into()],
+            );
+        }
+    }
+
+    pub(crate) fn call(
+        &mut self,
+        realm: &Weak<Realm>,
+        sid: Id,
+        request: Id,
+        options: Dict,
+        procedure: String,
+        payload: Payload,
+    ) {
+        if !is_valid_uri(&procedure, UriCheck::Loose) {
+            return self.reply(
+                sid,
+                error_reply(
+                    code::CALL,
+                    request,
+                    errors::INVALID_URI,
+                    format!("invalid procedure URI '{procedure}'"),
+                ),
+            );
+        }
+        let Some(rule) = self.rule(sid, &procedure, Action::Call) else {
+            return self.reply(
+                sid,
+                error_reply(
+                    code::CALL,
+                    request,
+                    errors::NOT_AUTHORIZED,
+                    format!("session is not authorized to call procedure '{procedure}'"),
+                ),
+            );
+        };
+        let disclose = rule.disclose_caller
+            || options
+                .get("disclose_me")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        let Some(reg_id) = self.dealer.lookup(&procedure) else {
+            if procedure.starts_with("wamp.") {
+                return self.meta_call(sid, request, &procedure, &payload);
+            }
+            return self.reply(
+                sid,
+                error_reply(
+                    code::CALL,
+                    request,
+                    errors::NO_SUCH_PROCEDURE,
+                    format!("no callee registered for procedure <{procedure}>"),
+                ),
+            );
+        };
+        let reg = self
+            .dealer
+            .regs
+            .get_mut(&reg_id)
+            .expect("lookup returns live registrations");
+        let callee = reg.pick().expect("registrations have callees");
+        let non_exact = reg.policy != MatchPolicy::Exact;
+        let Some(callee_member) = self.members.get(&callee) else {
+            return self.reply(
+                sid,
+                error_reply(
+                    code::CALL,
+                    request,
+                    errors::NO_SUCH_PROCEDURE,
+                    "callee is gone".into(),
+                ),
+            );
+        };
+        let caller_member = self.members.get(&sid).expect("caller is a member");
+        let mut details = Dict::new();
+        if non_exact {
+            details.insert("procedure".into(), Value::Str(procedure.clone()));
+        }
+        let progress = options
+            .get("receive_progress")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            && callee_member.info.callee_progressive_results;
+        if progress {
+            details.insert("receive_progress".into(), Value::Bool(true));
+        }
+        if disclose {
+            details.insert("caller".into(), sid.into());
+            details.insert(
+                "caller_authid".into(),
+                caller_member.info.authid.as_str().into(),
+            );
+            details.insert(
+                "caller_authrole".into(),
+                caller_member.info.authrole.as_str().into(),
+            );
+        }
+        let timeout_ms = options
+            .get("timeout")
+            .and_then(Value::as_u64)
+            .filter(|t| *t > 0)
+            .or(self.default_call_timeout_ms);
+        if let Some(ms) = timeout_ms {
+            details.insert("timeout".into(), ms.into());
+        }
+        self.dealer.next_invocation += 1;
+        let inv = self.dealer.next_invocation;
+        let timer = timeout_ms.map(|ms| {
+            let realm = realm.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                if let Some(realm) = realm.upgrade() {
+                    realm.with_state(|st| st.call_timed_out(inv, ms));
+                }
+            })
+            .abort_handle()
+        });
+        self.dealer.pending.insert(
+            inv,
+            PendingCall {
+                caller: sid,
+                call_request: request,
+                callee,
+                progress,
+                interrupted: false,
+                timer,
+            },
+        );
+        self.dealer.by_call.insert((sid, request), inv);
+        callee_member.send(Message::Invocation {
+            request: inv,
+            registration: reg_id,
+            details,
+            payload,
+        });
+    }
+
+    pub(crate) fn yield_(&mut self, sid: Id, request: Id, options: Dict, payload: Payload) {
+        let Some(p) = self.dealer.pending.get(&request) else {
+            return;
+        };
+        if p.callee != sid {
+            return;
+        }
+        let is_progress = options
+            .get("progress")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if is_progress {
+            if p.progress && !p.interrupted {
+                let msg = Message::Result {
+                    request: p.call_request,
+                    details: crate::dict! {"progress" => true},
+                    payload,
+                };
+                self.reply(p.caller, msg);
+            }
+            return;
+        }
+        let p = self.finish(request).expect("pending was just seen");
+        self.reply(
+            p.caller,
+            Message::Result {
+                request: p.call_request,
+                details: Dict::new(),
+                payload,
+            },
+        );
+    }
+
+    pub(crate) fn invocation_error(
+        &mut self,
+        sid: Id,
+        request: Id,
+        details: Dict,
+        error: String,
+        payload: Payload,
+    ) {
+        if self
+            .dealer
+            .pending
+            .get(&request)
+            .is_none_or(|p| p.callee != sid)
+        {
+            return;
+        }
+        let p = self.finish(request).expect("pending was just seen");
+        self.reply(
+            p.caller,
+            Message::Error {
+                request_type: code::CALL,
+                request: p.call_request,
+                details,
+                error,
+                payload,
+            },
+        );
+    }
+
+    pub(crate) fn cancel(&mut self, sid: Id, request: Id, options: Dict) {
+        let Some(&inv) = self.dealer.by_call.get(&(sid, request)) else {
+            return;
+        };
+        let mode = match options.get("mode").and_then(Value::as_str) {
+            Some("skip") => CancelMode::Skip,
+            Some("kill") => CancelMode::Kill,
+            _ => CancelMode::KillNoWait,
+        };
+        let callee_can_cancel = {
+            let p = &self.dealer.pending[&inv];
+            self.members
+                .get(&p.callee)
+                .is_some_and(|m| m.info.callee_call_canceling)
+        };
+        // A callee that cannot be interrupted gets `skip` whatever was asked.
+        let mode = if callee_can_cancel {
+            mode
+        } else {
+            CancelMode::Skip
+        };
+        match mode {
+            CancelMode::Kill => {
+                let p = self.dealer.pending.get_mut(&inv).expect("indexed pending");
+                if !p.interrupted {
+                    p.interrupted = true;
+                    let callee = p.callee;
+                    self.reply(
+                        callee,
+                        Message::Interrupt {
+                            request: inv,
+                            options: crate::dict! {"mode" => "kill"},
+                        },
+                    );
+                }
+            }
+            CancelMode::Skip | CancelMode::KillNoWait => {
+                let p = self.finish(inv).expect("indexed pending");
+                if mode == CancelMode::KillNoWait {
+                    self.reply(
+                        p.callee,
+                        Message::Interrupt {
+                            request: inv,
+                            options: crate::dict! {"mode" => "killnowait"},
+                        },
+                    );
+                }
+                self.reply(
+                    sid,
+                    error_reply(
+                        code::CALL,
+                        request,
+                        errors::CANCELED,
+                        "call canceled by the caller".into(),
+                    ),
+                );
+            }
+        }
+    }
+
+    fn call_timed_out(&mut self, inv: Id, ms: u64) {
+        let Some(p) = self.finish(inv) else { return };
+        if self
+            .members
+            .get(&p.callee)
+            .is_some_and(|m| m.info.callee_call_canceling)
+        {
+            let options = crate::dict! {"mode" => "killnowait", "reason" => errors::TIMEOUT};
+            self.reply(
+                p.callee,
+                Message::Interrupt {
+                    request: inv,
+                    options,
+                },
+            );
+        }
+        self.reply(
+            p.caller,
+            error_reply(
+                code::CALL,
+                p.call_request,
+                errors::TIMEOUT,
+                format!("call timed out after {ms} ms"),
+            ),
+        );
+    }
+
+    /// Forgets a pending call and its timer.
+    fn finish(&mut self, inv: Id) -> Option<PendingCall> {
+        let p = self.dealer.pending.remove(&inv)?;
+        self.dealer.by_call.remove(&(p.caller, p.call_request));
+        if let Some(t) = &p.timer {
+            t.abort();
+        }
+        Some(p)
+    }
+
+    /// A leaving session's calls fail for its callers, and its own calls are interrupted.
+    pub(crate) fn dealer_detach(&mut self, sid: Id) {
+        let involved: Vec<Id> = self
+            .dealer
+            .pending
+            .iter()
+            .filter(|(_, p)| p.callee == sid || p.caller == sid)
+            .map(|(inv, _)| *inv)
+            .collect();
+        for inv in involved {
+            let p = self.finish(inv).expect("collected above");
+            if p.callee == sid {
+                if p.caller != sid {
+                    self.reply(
+                        p.caller,
+                        error_reply(
+                            code::CALL,
+                            p.call_request,
+                            errors::CANCELED,
+                            "callee disconnected from in-flight request".into(),
+                        ),
+                    );
+                }
+            } else if self
+                .members
+                .get(&p.callee)
+                .is_some_and(|m| m.info.callee_call_canceling)
+            {
+                self.reply(
+                    p.callee,
+                    Message::Interrupt {
+                        request: inv,
+                        options: crate::dict! {"mode" => "killnowait"},
+                    },
+                );
+            }
+        }
+        let regs: Vec<Id> = self
+            .dealer
+            .regs
+            .values()
+            .filter(|r| r.callees.contains(&sid))
+            .map(|r| r.id)
+            .collect();
+        for reg in regs {
+            self.remove_callee(sid, reg);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Realms, sessions, the dealer and the broker, role permissions and the meta API.
+
+mod broker;
+mod dealer;
+mod meta;
+pub mod realm;
+pub mod role;
+mod session;
+pub mod session_info;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::auth::Authenticator;
+pub use realm::Realm;
+pub use role::{Permission, Role};
+pub use session::Session;
+
+/// A realm to create at start-up.
+#[derive(Clone, Debug)]
+pub struct RealmSpec {
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+pub struct RouterOptions {
+    /// Shown to clients in WELCOME `authextra.x_cb_node`.
+    pub node_name: String,
+    /// Messages queued for one session before it counts as too slow and is dropped.
+    pub outbox_capacity: usize,
+    /// Applied to calls that do not set their own timeout.
+    pub default_call_timeout_ms: Option<u64>,
+}
+
+pub struct Router {
+    realms: RwLock<HashMap<String, Arc<Realm>>>,
+    authenticator: Arc<dyn Authenticator>,
+    options: RouterOptions,
+}
+
+impl Router {
+    pub fn new(authenticator: Arc<dyn Authenticator>, options: RouterOptions) -> Arc<Router> {
+        Arc::new(Router {
+            realms: RwLock::new(HashMap::new()),
+            authenticator,
+            options,
+        })
+    }
+
+    pub fn add_realm(&self, spec: RealmSpec) -> Arc<Realm> {
+        let realm = Realm::new(
+            spec.name.clone(),
+            spec.roles,
+            self.options.default_call_timeout_ms,
+        );
+        self.realms.write().insert(spec.name, realm.clone());
+        realm
+    }
+
+    pub fn realm(&self, name: &str) -> Option<Arc<Realm>> {
+        self.realms.read().get(name).cloned()
+    }
+
+    pub fn realm_names(&self) -> Vec<String> {
+        self.realms.read().keys().cloned().collect()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.realms.read().values().map(|r| r.session_count()).sum()
+    }
+}
+
+/// ISO-8601 UTC timestamp, as Crossbar writes `created` fields.
+pub(crate) fn now_iso() -> String {
+    crate::auth::keyfile::chrono_like_now()
+}

@@ -1,0 +1,235 @@
+//! A realm: its roles, its joined sessions, and the dealer and broker that serve them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use crate::wamp::{Dict, Id, Message, Payload, Value, message::code};
+
+use super::broker::Broker;
+use super::dealer::Dealer;
+use super::role::{Action, Permission, Role};
+use super::session_info::{Member, Outbox, Outgoing, SessionInfo};
+
+/// A client message the router refuses to act on; the session is aborted with this text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ProtocolViolation(pub String);
+
+pub struct Realm {
+    pub name: String,
+    roles: HashMap<String, Arc<Role>>,
+    state: Mutex<State>,
+    me: Weak<Realm>,
+}
+
+pub(crate) struct State {
+    pub members: HashMap<Id, Member>,
+    pub dealer: Dealer,
+    pub broker: Broker,
+    pub default_call_timeout_ms: Option<u64>,
+}
+
+pub(crate) fn error_reply(request_type: u64, request: Id, uri: &str, message: String) -> Message {
+    Message::Error {
+        request_type,
+        request,
+        details: Dict::new(),
+        error: uri.to_owned(),
+        payload: Payload::args(vec![Value::Str(message)]),
+    }
+}
+
+impl State {
+    pub fn reply(&self, to: Id, msg: Message) {
+        if let Some(m) = self.members.get(&to) {
+            m.send(msg);
+        }
+    }
+
+    pub fn rule(&self, sid: Id, uri: &str, action: Action) -> Option<Permission> {
+        self.members.get(&sid)?.role.authorize(uri, action).cloned()
+    }
+
+    pub fn authorized(&self, sid: Id, uri: &str, action: Action) -> bool {
+        self.members
+            .get(&sid)
+            .is_some_and(|m| m.role.authorize(uri, action).is_some())
+    }
+
+    /// A fresh id for a registration or subscription, unique in this realm.
+    pub fn new_id(&self) -> Id {
+        loop {
+            let id = crate::wamp::random_id();
+            if !self.dealer.regs.contains_key(&id) && !self.broker.subs.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Removes a session with everything it owns; returns its member record.
+    fn remove_member(&mut self, sid: Id) -> Option<Member> {
+        let member = self.members.remove(&sid)?;
+        self.dealer_detach(sid);
+        self.broker_detach(sid);
+        let info = &member.info;
+        self.publish_meta(
+            "wamp.session.on_leave",
+            vec![
+                sid.into(),
+                info.authid.as_str().into(),
+                info.authrole.as_str().into(),
+            ],
+        );
+        Some(member)
+    }
+
+    /// Ends another session: GOODBYE with the reason, then the connection closes.
+    pub fn kill(&mut self, sid: Id, reason: &str, message: &str) -> bool {
+        let Some(member) = self.remove_member(sid) else {
+            return false;
+        };
+        let goodbye = Message::Goodbye {
+            details: crate::dict! {"message" => message},
+            reason: reason.to_owned(),
+        };
+        if member
+            .tx
+            .try_send(Outgoing::Message(Arc::new(goodbye)))
+            .is_err()
+            || member.tx.try_send(Outgoing::Close).is_err()
+        {
+            member.kill.notify_one();
+        }
+        true
+    }
+}
+
+impl Realm {
+    pub fn new(name: String, roles: Vec<Role>, default_call_timeout_ms: Option<u64>) -> Arc<Realm> {
+        Arc::new_cyclic(|me| Realm {
+            name,
+            roles: roles
+                .into_iter()
+                .map(|r| (r.name.clone(), Arc::new(r)))
+                .collect(),
+            state: Mutex::new(State {
+                members: HashMap::new(),
+                dealer: Dealer::default(),
+                broker: Broker::default(),
+                default_call_timeout_ms,
+            }),
+            me: me.clone(),
+        })
+    }
+
+    pub fn role(&self, name: &str) -> Option<Arc<Role>> {
+        self.roles.get(name).cloned()
+    }
+
+    pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock())
+    }
+
+    /// Adds a welcomed session. The caller has checked that its role exists.
+    pub fn attach(&self, info: SessionInfo, tx: Outbox, kill: Arc<tokio::sync::Notify>) {
+        let role = self
+            .role(&info.authrole)
+            .expect("role checked before attach");
+        let info = Arc::new(info);
+        let details = info.to_details();
+        let mut st = self.state.lock();
+        st.members.insert(
+            info.id,
+            Member {
+                info,
+                role,
+                tx,
+                kill,
+            },
+        );
+        st.publish_meta("wamp.session.on_join", vec![Value::Dict(details)]);
+    }
+
+    /// Removes a session that left; a session already killed is not there anymore.
+    pub fn detach(&self, sid: Id) {
+        self.state.lock().remove_member(sid);
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.state.lock().members.len()
+    }
+
+    /// Closes every session whose authid matches (used by the management API).
+    pub fn kill_by_authid(&self, authid: &str, reason: &str, message: &str) -> Vec<Id> {
+        let mut st = self.state.lock();
+        let ids: Vec<Id> = st
+            .members
+            .values()
+            .filter(|m| m.info.authid == authid)
+            .map(|m| m.info.id)
+            .collect();
+        ids.into_iter()
+            .filter(|id| st.kill(*id, reason, message))
+            .collect()
+    }
+
+    /// Acts on a message from an established session.
+    pub fn handle(&self, sid: Id, msg: Message) -> Result<(), ProtocolViolation> {
+        let mut st = self.state.lock();
+        match msg {
+            Message::Call {
+                request,
+                options,
+                procedure,
+                payload,
+            } => st.call(&self.me, sid, request, options, procedure, payload),
+            Message::Yield {
+                request,
+                options,
+                payload,
+            } => st.yield_(sid, request, options, payload),
+            Message::Error {
+                request_type: code::INVOCATION,
+                request,
+                details,
+                error,
+                payload,
+            } => st.invocation_error(sid, request, details, error, payload),
+            Message::Cancel { request, options } => st.cancel(sid, request, options),
+            Message::Register {
+                request,
+                options,
+                procedure,
+            } => st.register(sid, request, options, procedure),
+            Message::Unregister {
+                request,
+                registration,
+            } => st.unregister(sid, request, registration),
+            Message::Publish {
+                request,
+                options,
+                topic,
+                payload,
+            } => st.publish(sid, request, options, topic, payload),
+            Message::Subscribe {
+                request,
+                options,
+                topic,
+            } => st.subscribe(sid, request, options, topic),
+            Message::Unsubscribe {
+                request,
+                subscription,
+            } => st.unsubscribe(sid, request, subscription),
+            Message::EventReceived { .. } => {}
+            other => {
+                return Err(ProtocolViolation(format!(
+                    "unexpected {} message in an established session",
+                    other.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! Wires a router, its authenticator and the WebSocket transport into a running master.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+
+use crate::auth::{AnonymousRealm, StaticAuthenticator, keyfile};
+use crate::config::{FileConfig, RealmConfig, global_realm};
+use crate::router::{Router, RouterOptions, Session};
+use crate::transport::{self, Acceptor, Outgoing, TransportConfig};
+use crate::wamp::Protocol;
+
+/// Everything `fabric-master start` needs, after flags, environment and file are merged.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub superusers: Vec<PathBuf>,
+    pub node_name: String,
+    pub transport: TransportConfig,
+    pub call_timeout_ms: Option<u64>,
+    pub outbox_capacity: usize,
+    pub realms: Vec<RealmConfig>,
+}
+
+impl Settings {
+    pub fn from_file(file: FileConfig) -> Settings {
+        let defaults = TransportConfig::default();
+        let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
+        Settings {
+            listen: file
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:9000".parse().expect("valid default")),
+            data_dir: file
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(".fabric-master")),
+            superusers: file.superuser,
+            node_name: file.node_name.unwrap_or_else(|| "fabric-master".into()),
+            transport: TransportConfig {
+                max_message_size: file.max_message_size.unwrap_or(defaults.max_message_size),
+                ping_interval: ms(file.ping_interval_ms, defaults.ping_interval),
+                ping_timeout: ms(file.ping_timeout_ms, defaults.ping_timeout),
+                hello_timeout: ms(file.hello_timeout_ms, defaults.hello_timeout),
+                handshake_timeout: defaults.handshake_timeout,
+            },
+            call_timeout_ms: file.call_timeout_ms.filter(|t| *t > 0),
+            outbox_capacity: file.outbox_capacity.unwrap_or(65_536),
+            realms: file.realms,
+        }
+    }
+}
+
+/// The transport's view of the router.
+pub struct Gateway {
+    router: Arc<Router>,
+    ready: AtomicBool,
+}
+
+impl Acceptor for Gateway {
+    type Handler = Session;
+
+    fn open(
+        &self,
+        peer: SocketAddr,
+        protocol: Protocol,
+    ) -> (Session, mpsc::Receiver<Outgoing>, Arc<Notify>) {
+        Session::open(self.router.clone(), peer, protocol)
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    fn metrics(&self) -> String {
+        format!(
+            "# TYPE fabric_sessions gauge\nfabric_sessions {}\n# TYPE fabric_realms gauge\nfabric_realms {}\n",
+            self.router.session_count(),
+            self.router.realm_names().len()
+        )
+    }
+}
+
+/// Superuser keys: the configured files, or one generated in the data dir on first start.
+fn superuser_keys(settings: &Settings) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+    let mut paths = settings.superusers.clone();
+    if paths.is_empty() {
+        let pub_path = settings.data_dir.join("superuser.pub");
+        if !pub_path.exists() {
+            let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+            keyfile::write_key_pair(&settings.data_dir, "superuser", &key, "superuser")?;
+            tracing::info!(
+                "generated superuser key {}",
+                settings.data_dir.join("superuser.priv").display()
+            );
+        }
+        paths.push(pub_path);
+    }
+    paths
+        .iter()
+        .map(|p| {
+            keyfile::read_public_key(p)
+                .with_context(|| format!("loading superuser key {}", p.display()))
+        })
+        .collect()
+}
+
+/// Starts the master and serves until the process ends.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let mut realms = vec![global_realm()];
+    for r in settings.realms.iter() {
+        r.validate()?;
+        if r.name == crate::auth::GLOBAL_REALM {
+            anyhow::bail!("realm {} is built in and cannot be configured", r.name);
+        }
+    }
+    realms.extend(settings.realms.iter().map(|r| RealmConfig {
+        name: r.name.clone(),
+        anonymous_role: r.anonymous_role.clone(),
+        roles: r.roles.clone(),
+    }));
+    let anonymous = realms
+        .iter()
+        .filter_map(|r| {
+            r.anonymous_role.clone().map(|role| AnonymousRealm {
+                realm: r.name.clone(),
+                role,
+            })
+        })
+        .collect();
+    let authenticator = Arc::new(StaticAuthenticator::new(
+        superuser_keys(&settings)?,
+        anonymous,
+    ));
+    let router = Router::new(
+        authenticator,
+        RouterOptions {
+            node_name: settings.node_name.clone(),
+            outbox_capacity: settings.outbox_capacity,
+            default_call_timeout_ms: settings.call_timeout_ms,
+        },
+    );
+    for r in &realms {
+        router.add_realm(r.spec());
+    }
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let local = listener.local_addr()?;
+    let gateway = Arc::new(Gateway {
+        router,
+        ready: AtomicBool::new(true),
+    });
+    tracing::info!(
+        "fabric-master ready on ws://{local}/ws (realms: {}) in {} ms",
+        realms
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        started.elapsed().as_millis()
+    );
+    transport::serve(listener, gateway, settings.transport).await?;
+    Ok(())
+}

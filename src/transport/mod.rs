@@ -1,0 +1,107 @@
+//! WebSocket listener, subprotocol negotiation, pings, size limits, and plain HTTP health routes.
+
+mod connection;
+mod http;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+
+use crate::wamp::{Message, Protocol};
+
+/// What the session layer hands a connection to write.
+#[derive(Debug)]
+pub enum Outgoing {
+    Message(Arc<Message>),
+    /// Flush what came before, then close the connection.
+    Close,
+}
+
+pub type Outbox = mpsc::Sender<Outgoing>;
+
+/// Whether a connection goes on after a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Write what is queued, then close.
+    Close,
+}
+
+/// The session layer's side of one connection.
+pub trait SessionHandler: Send + 'static {
+    fn on_message(&mut self, msg: Message) -> impl Future<Output = Flow> + Send;
+    /// A frame that is not a valid WAMP message.
+    fn on_garbage(&mut self, why: String) -> Flow;
+    /// Until a session is established, the HELLO deadline applies.
+    fn is_established(&self) -> bool;
+    fn on_close(&mut self);
+}
+
+/// Opens a session for each accepted WebSocket connection.
+pub trait Acceptor: Send + Sync + 'static {
+    type Handler: SessionHandler;
+    fn open(
+        &self,
+        peer: SocketAddr,
+        protocol: Protocol,
+    ) -> (Self::Handler, mpsc::Receiver<Outgoing>, Arc<Notify>);
+    /// `/readyz` answers 200 only when this is true.
+    fn ready(&self) -> bool;
+    /// Extra lines for `/metrics` (Prometheus text format).
+    fn metrics(&self) -> String;
+}
+
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    pub max_message_size: usize,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// Time from TCP accept to a complete HTTP request head.
+    pub handshake_timeout: Duration,
+    /// Time from the WebSocket upgrade to an established session.
+    pub hello_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_message_size: 1024 * 1024,
+            ping_interval: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_millis(2500),
+            hello_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Accepts connections until the listener fails; each connection runs in its own task.
+pub async fn serve<A: Acceptor>(
+    listener: TcpListener,
+    acceptor: Arc<A>,
+    config: TransportConfig,
+) -> std::io::Result<()> {
+    let config = Arc::new(config);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            // Running out of file descriptors must not end the server; back off and go on.
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection::run(stream, peer, acceptor, &config).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}
