@@ -196,6 +196,6 @@ mod tests {
     #[test]
     fn utc_formatting() {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_utc(1_795_000_000), "2026-11-18T09:46:40.000Z");
+        assert_eq!(format_utc(1_795_000_000), "2026-11-18T11:06:40.000Z");
     }
 }

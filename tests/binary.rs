@@ -1,0 +1,289 @@
+//! The real `fabric-master` binary over real sockets, driven by the project's own client.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use fabric_master::client::{Client, ClientConfig, ClientError};
+use fabric_master::wamp::{Dict, Payload, Protocol, Serializer, Value};
+
+struct Master {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+    key: SigningKey,
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(extra: &[&str]) -> Master {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&rand::random());
+    fabric_master::auth::keyfile::write_key_pair(dir.path(), "su", &key, "superuser").unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_fabric-master"))
+        .args([
+            "start",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--superuser")
+        .arg(dir.path().join("su.pub"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let master = Master {
+        child,
+        port,
+        _dir: dir,
+        key,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(port, "/readyz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+        assert!(Instant::now() < deadline, "master did not become ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    master
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn config(m: &Master, serializer: Serializer, key: Option<SigningKey>) -> ClientConfig {
+    ClientConfig {
+        url: format!("ws://127.0.0.1:{}/ws", m.port),
+        realm: None,
+        protocol: Protocol {
+            serializer,
+            batched: false,
+        },
+        authid: None,
+        authrole: None,
+        key,
+    }
+}
+
+#[test]
+fn http_routes_answer() {
+    let m = start(&[]);
+    assert!(
+        http_get(m.port, "/healthz")
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        http_get(m.port, "/nope")
+            .unwrap()
+            .starts_with("HTTP/1.1 404")
+    );
+    assert!(http_get(m.port, "/ws").unwrap().starts_with("HTTP/1.1 426"));
+    assert!(
+        http_get(m.port, "/metrics")
+            .unwrap()
+            .contains("fabric_sessions 0")
+    );
+}
+
+#[tokio::test]
+async fn superuser_rpc_in_every_serializer() {
+    let m = start(&[]);
+    for ser in [Serializer::Cbor, Serializer::MsgPack, Serializer::Json] {
+        let callee = Client::connect(&config(&m, ser, Some(m.key.clone())))
+            .await
+            .unwrap();
+        assert_eq!(callee.welcome["authid"], Value::from("superuser"));
+        assert_eq!(callee.welcome["authrole"], Value::from("user"));
+        assert_eq!(
+            callee.welcome["realm"],
+            Value::from("com.crossbario.fabric")
+        );
+        assert!(
+            callee.welcome["authextra"].is_truthy(),
+            "edge nodes need a non-empty authextra"
+        );
+        let proc_ = format!("com.test.add.{ser:?}");
+        callee
+            .register(
+                &proc_,
+                Dict::new(),
+                std::sync::Arc::new(|p: Payload| {
+                    let sum: i64 = p
+                        .arg_list()
+                        .iter()
+                        .filter_map(|v| {
+                            if let Value::Int(i) = v {
+                                Some(*i)
+                            } else {
+                                None
+                            }
+                        })
+                        .sum();
+                    Ok(Payload::args(vec![
+                        Value::Int(sum),
+                        Value::Bytes(vec![0, 1, 2]),
+                    ]))
+                }),
+            )
+            .await
+            .unwrap();
+        let caller = Client::connect(&config(&m, ser, Some(m.key.clone())))
+            .await
+            .unwrap();
+        let out = caller
+            .call(
+                &proc_,
+                Payload::args(vec![Value::Int(2), Value::Int(40)]),
+                Dict::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out.arg_list(),
+            &[Value::Int(42), Value::Bytes(vec![0, 1, 2])]
+        );
+        let count = caller
+            .call("wamp.session.count", Payload::default(), Dict::new())
+            .await
+            .unwrap();
+        assert!(count.arg_list()[0].as_u64().unwrap() >= 2);
+        let err = caller
+            .call("com.test.missing", Payload::default(), Dict::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ClientError::Wamp { ref error, .. } if error == "wamp.error.no_such_procedure"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_key_and_anonymous_limits() {
+    let m = start(&[]);
+    let stranger = SigningKey::from_bytes(&[9u8; 32]);
+    match Client::connect(&config(&m, Serializer::Cbor, Some(stranger))).await {
+        Err(ClientError::Aborted { reason, .. }) => {
+            assert!(reason.starts_with("fabric.auth-failed."), "{reason}")
+        }
+        Err(e) => panic!("expected ABORT, got {e}"),
+        Ok(_) => panic!("an unknown key was welcomed"),
+    }
+    let anon = Client::connect(&config(&m, Serializer::Json, None))
+        .await
+        .unwrap();
+    assert_eq!(anon.welcome["authrole"], Value::from("public"));
+    let err = anon
+        .call("wamp.session.count", Payload::default(), Dict::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Wamp { ref error, .. } if error == "wamp.error.not_authorized"),
+        "{err}"
+    );
+    let err = anon
+        .register(
+            "crossbarfabriccenter.public.x",
+            Dict::new(),
+            std::sync::Arc::new(Ok),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Wamp { ref error, .. } if error == "wamp.error.not_authorized"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_message_closes_with_1009_and_service_goes_on() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{
+        Message as Ws, client::IntoClientRequest, http::HeaderValue,
+    };
+    let m = start(&["--max-message-size", "65536"]);
+    let mut req = format!("ws://127.0.0.1:{}/ws", m.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("wamp.2.json"),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "wamp.2.json");
+    ws.send(Ws::text("x".repeat(100_000))).await.unwrap();
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(msg) = ws.next().await {
+            if let Ok(Ws::Close(frame)) = msg {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(close, Some(1009));
+    let client = Client::connect(&config(&m, Serializer::Cbor, Some(m.key.clone())))
+        .await
+        .unwrap();
+    client
+        .call("wamp.session.count", Payload::default(), Dict::new())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn hello_deadline_closes_idle_connections() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{
+        Message as Ws, client::IntoClientRequest, http::HeaderValue,
+    };
+    let m = start(&["--hello-timeout-ms", "300"]);
+    let mut req = format!("ws://127.0.0.1:{}/ws", m.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("wamp.2.cbor"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(Ws::Close(_)) | Err(_) => return true,
+                _ => {}
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(
+        closed,
+        Ok(true),
+        "the server must close a connection that never says HELLO"
+    );
+}
