@@ -276,11 +276,11 @@ fn option_type_vectors_are_accepted_or_refused_as_listed() {
             };
             let mut items = wmsg.as_array().unwrap().clone();
             // The vectors write passthru payloads as hex strings; on the wire they are bytes.
-            if let Some(Json::String(s)) = items.last() {
-                if let Ok(b) = hex::decode(s) {
-                    let n = items.len();
-                    items[n - 1] = json!(format!("\0{}", base64_of(&b)));
-                }
+            if let Some(Json::String(s)) = items.last()
+                && let Ok(b) = hex::decode(s)
+            {
+                let n = items.len();
+                items[n - 1] = json!(format!("\0{}", base64_of(&b)));
             }
             let bytes = serde_json::to_vec(&items).unwrap();
             let result = Serializer::Json

@@ -412,14 +412,13 @@ async fn write_loop(
         for m in batch.drain(..) {
             p.encode_into_frame(&m, &mut buf)
                 .expect("client messages encode");
-            if !p.batched {
-                if sink
+            if !p.batched
+                && sink
                     .feed(bytes_frame(p, std::mem::take(&mut buf)))
                     .await
                     .is_err()
-                {
-                    return;
-                }
+            {
+                return;
             }
         }
         if !buf.is_empty() && sink.feed(bytes_frame(p, buf)).await.is_err() {

@@ -12,18 +12,17 @@ use crate::auth::{Decision, Denied, HelloRequest, cryptosign};
 use crate::transport::{Flow, SessionHandler};
 use crate::wamp::{Dict, Id, Message, Protocol, Value, errors, options};
 
+struct Challenged {
+    decision: Decision,
+    challenge: [u8; 32],
+    hello: HelloRequest,
+    client_roles: Dict,
+}
+
 enum Phase {
     AwaitHello,
-    Challenged {
-        decision: Decision,
-        challenge: [u8; 32],
-        hello: HelloRequest,
-        client_roles: Dict,
-    },
-    Established {
-        realm: Arc<Realm>,
-        id: Id,
-    },
+    Challenged(Box<Challenged>),
+    Established { realm: Arc<Realm>, id: Id },
     Closed,
 }
 
@@ -135,12 +134,12 @@ impl Session {
                     authmethod: "cryptosign".into(),
                     extra: crate::dict! {"challenge" => hex::encode(challenge), "channel_binding" => Value::Null},
                 });
-                self.phase = Phase::Challenged {
+                self.phase = Phase::Challenged(Box::new(Challenged {
                     decision,
                     challenge,
                     hello,
                     client_roles,
-                };
+                }));
                 Flow::Continue
             }
             None => self.welcome(decision, &client_roles),
@@ -246,13 +245,14 @@ impl SessionHandler for Session {
                     format!("expected HELLO, got {}", other.name()),
                 ),
             },
-            Phase::Challenged {
-                decision,
-                challenge,
-                hello,
-                client_roles,
-            } => match msg {
+            Phase::Challenged(c) => match msg {
                 Message::Authenticate { signature, .. } => {
+                    let Challenged {
+                        decision,
+                        challenge,
+                        hello,
+                        client_roles,
+                    } = *c;
                     let key = decision
                         .cryptosign_key
                         .expect("challenged sessions have a key");

@@ -101,7 +101,7 @@ impl Serializer {
                 let mut de = rmp_serde::Deserializer::new(bytes);
                 let v = serde::Deserialize::deserialize(&mut de)
                     .map_err(|e| malformed(e.to_string()))?;
-                if (de.get_ref().len()) != 0 {
+                if !de.get_ref().is_empty() {
                     return Err(malformed("trailing bytes".into()));
                 }
                 Ok(v)
