@@ -129,11 +129,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }));
     let anonymous = realms
         .iter()
-        .filter_map(|r| {
-            r.anonymous_role.clone().map(|role| AnonymousRealm {
-                realm: r.name.clone(),
-                role,
-            })
+        .map(|r| AnonymousRealm {
+            realm: r.name.clone(),
+            role: r.anonymous_role.clone(),
         })
         .collect();
     let authenticator = Arc::new(StaticAuthenticator::new(

@@ -8,16 +8,16 @@ use futures_util::future::BoxFuture;
 use super::{Authenticator, Decision, Denied, GLOBAL_REALM, HelloRequest, Principal, cryptosign};
 use crate::wamp::{Dict, errors};
 
-/// A realm that admits anonymous sessions, with the role they get.
+/// A realm the authenticator knows, with the role anonymous sessions get there (if any).
 #[derive(Clone, Debug)]
 pub struct AnonymousRealm {
     pub realm: String,
-    pub role: String,
+    pub role: Option<String>,
 }
 
 pub struct StaticAuthenticator {
     superusers: Vec<VerifyingKey>,
-    anonymous: HashMap<String, String>,
+    anonymous: HashMap<String, Option<String>>,
 }
 
 impl StaticAuthenticator {
@@ -84,12 +84,17 @@ impl StaticAuthenticator {
             .realm
             .clone()
             .unwrap_or_else(|| GLOBAL_REALM.to_owned());
-        let role = self.anonymous.get(&realm).ok_or_else(|| {
-            Denied::new(
-                errors::NOT_AUTHORIZED,
-                format!("anonymous access to realm \"{realm}\" is not allowed"),
-            )
-        })?;
+        let role = match self.anonymous.get(&realm) {
+            None => {
+                let message = format!("no realm \"{realm}\" exists on this router");
+                return Err(Denied::new(errors::NO_SUCH_REALM, message));
+            }
+            Some(None) => {
+                let message = format!("anonymous access to realm \"{realm}\" is not allowed");
+                return Err(Denied::new(errors::NOT_AUTHORIZED, message));
+            }
+            Some(Some(role)) => role,
+        };
         Ok(Decision {
             principal: Principal {
                 realm,

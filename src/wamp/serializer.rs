@@ -36,6 +36,9 @@ pub enum CodecError {
     Encode(String),
 }
 
+/// What autobahn and Crossbar put after each JSON message of a batch (`b"\30"`, octal: 0x18).
+pub const JSON_BATCH_SEPARATOR: u8 = 0x18;
+
 /// Subprotocols we accept, in order of our preference.
 pub const SUBPROTOCOLS: [&str; 6] = [
     "wamp.2.cbor",
@@ -170,7 +173,11 @@ impl Protocol {
         let mut out = Vec::new();
         match self.serializer {
             Serializer::Json => {
-                for part in frame.split(|b| *b == 0x1e).filter(|p| !p.is_empty()) {
+                // Raw control bytes never occur inside JSON text, so either separator is safe to split on.
+                for part in frame
+                    .split(|b| *b == JSON_BATCH_SEPARATOR || *b == 0x1e)
+                    .filter(|p| !p.is_empty())
+                {
                     out.push(self.serializer.decode(part)?);
                 }
             }
@@ -198,7 +205,7 @@ impl Protocol {
         match self.serializer {
             Serializer::Json => {
                 self.serializer.encode_into(msg, frame)?;
-                frame.push(0x1e);
+                frame.push(JSON_BATCH_SEPARATOR);
             }
             _ => {
                 let start = frame.len();

@@ -53,6 +53,8 @@ PUBLIC_PREFIX = "crossbarfabriccenter.public."
 
 # Default timeout (seconds) of one awaited network step.
 STEP = 5.0
+# How long the master may take to answer 200 on /readyz after start.
+READY_TIMEOUT = float(os.environ.get("FABRIC_MASTER_READY_TIMEOUT", "10"))
 
 REALM1_CONFIG = """\
 [[realms]]
@@ -234,7 +236,7 @@ class Master:
             cmd += ["--config", str(self.config_path)]
         return cmd + self.extra_args
 
-    def start(self, ready_timeout: float = 10.0):
+    def start(self, ready_timeout: float = READY_TIMEOUT):
         self.port = free_port()
         self._log_file = open(self.log_path, "ab")
         cmd = self.command()
