@@ -19,6 +19,8 @@ pub enum Mode {
     Call,
     /// One publisher, N subscribers; counts delivered events.
     Pubsub,
+    /// Opens `--count` idle sessions and holds them for `--hold-seconds` (memory per session).
+    Sessions,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -71,6 +73,9 @@ pub struct BenchArgs {
     /// Stop after this long even if not all calls are done.
     #[arg(long, default_value_t = 120)]
     pub max_seconds: u64,
+    /// How long `--mode sessions` holds its sessions open.
+    #[arg(long, default_value_t = 5)]
+    pub hold_seconds: u64,
     /// A label for the output line.
     #[arg(long, default_value = "fabric-master")]
     pub label: String,
@@ -178,7 +183,44 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     match args.mode {
         Mode::Rpc | Mode::Call => rpc(args).await,
         Mode::Pubsub => pubsub(args).await,
+        Mode::Sessions => sessions(args).await,
     }
+}
+
+async fn sessions(args: &BenchArgs) -> anyhow::Result<Report> {
+    let cfg = args.client_config()?;
+    let start = Instant::now();
+    let mut open = Vec::with_capacity(args.count as usize);
+    let mut lat = Vec::with_capacity(args.count as usize);
+    let mut errors = 0;
+    // Joins run `inflight` at a time, so a large count does not stampede the listener.
+    let mut pending = tokio::task::JoinSet::new();
+    let mut started = 0u64;
+    while started < args.count || !pending.is_empty() {
+        while started < args.count && pending.len() < args.inflight.max(1) {
+            let cfg = cfg.clone();
+            pending.spawn(async move {
+                let t = Instant::now();
+                (Client::connect(&cfg).await, t.elapsed().as_micros() as u64)
+            });
+            started += 1;
+        }
+        match pending.join_next().await {
+            Some(Ok((Ok(c), us))) => {
+                open.push(c);
+                lat.push(us);
+            }
+            _ => errors += 1,
+        }
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "holding {} sessions for {} s",
+        open.len(),
+        args.hold_seconds
+    );
+    tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
+    Ok(report(args, open.len() as u64, errors, elapsed, lat))
 }
 
 async fn rpc(args: &BenchArgs) -> anyhow::Result<Report> {

@@ -407,7 +407,8 @@ async def wait_until(pred, timeout: float = STEP, interval: float = 0.02, what: 
         if r:
             return r
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            desc = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {desc}")
         await asyncio.sleep(interval)
 
 

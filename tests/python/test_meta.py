@@ -15,6 +15,9 @@ class Recorder:
     def __init__(self):
         self.events = {}
 
+    def __repr__(self):
+        return f"Recorder({self.events!r})"
+
     def handler(self, topic):
         def fn(*args, **kwargs):
             self.events.setdefault(topic, []).append((list(args), kwargs))
@@ -139,7 +142,7 @@ async def test_session_meta_events(master, keys):
     vid = victim.id
     await w(watcher.call("wamp.session.kill", vid))
     await wait_until(lambda: any(a and a[0] == vid for a, _ in rec.get("wamp.session.on_leave")),
-                     what="on_leave after kill")
+                     what=lambda: f"on_leave after kill; got {rec!r}")
 
 
 @aio
@@ -225,7 +228,7 @@ async def test_registration_meta_events(master, keys):
 
     ra = await w(a.register(lambda: "A", uri, options=opts))
     rid = ra.id
-    await wait_until(lambda: rec.get(topics[0]) and rec.get(topics[1]), what="on_create + on_register")
+    await wait_until(lambda: rec.get(topics[0]) and rec.get(topics[1]), what=lambda: f"on_create + on_register; got {rec!r}")
     created = [x for x, _ in rec.get(topics[0]) if x[1].get("id") == rid]
     assert len(created) == 1, rec.get(topics[0])
     assert created[0][0] == a.id
@@ -235,27 +238,27 @@ async def test_registration_meta_events(master, keys):
 
     rb = await w(b.register(lambda: "B", uri, options=opts))
     assert rb.id == rid
-    await wait_until(lambda: [b.id, rid] in [x for x, _ in rec.get(topics[1])], what="on_register for B")
+    await wait_until(lambda: [b.id, rid] in [x for x, _ in rec.get(topics[1])], what=lambda: f"on_register for B; got {rec!r}")
     assert len([x for x, _ in rec.get(topics[0]) if x[1].get("id") == rid]) == 1, "second callee must not create"
 
     # B leaves the shared registration: unregister only
     await w(rb.unregister())
-    await wait_until(lambda: [b.id, rid] in [x for x, _ in rec.get(topics[2])], what="on_unregister for B")
+    await wait_until(lambda: [b.id, rid] in [x for x, _ in rec.get(topics[2])], what=lambda: f"on_unregister for B; got {rec!r}")
     await asyncio.sleep(0.2)
     assert [x for x, _ in rec.get(topics[3]) if x[1] == rid] == []
 
     # last callee goes: unregister + delete
     await w(ra.unregister())
-    await wait_until(lambda: [a.id, rid] in [x for x, _ in rec.get(topics[2])], what="on_unregister for A")
-    await wait_until(lambda: [a.id, rid] in [x for x, _ in rec.get(topics[3])], what="on_delete")
+    await wait_until(lambda: [a.id, rid] in [x for x, _ in rec.get(topics[2])], what=lambda: f"on_unregister for A; got {rec!r}")
+    await wait_until(lambda: [a.id, rid] in [x for x, _ in rec.get(topics[3])], what=lambda: f"on_delete; got {rec!r}")
 
     # a callee that disconnects also unregisters and deletes
     c = await join(master, keys, label="C")
     rc = await w(c.register(lambda: "C", "com.example.meta.regev.gone"))
     cid, rcid = c.id, rc.id
-    await wait_until(lambda: [cid, rcid] in [x for x, _ in rec.get(topics[1])], what="on_register for C")
+    await wait_until(lambda: [cid, rcid] in [x for x, _ in rec.get(topics[1])], what=lambda: f"on_register for C; got {rec!r}")
     c.drop()
-    await wait_until(lambda: [cid, rcid] in [x for x, _ in rec.get(topics[3])], what="on_delete after callee dropped")
+    await wait_until(lambda: [cid, rcid] in [x for x, _ in rec.get(topics[3])], what=lambda: f"on_delete after callee dropped; got {rec!r}")
 
 
 # --------------------------------------------------------------------------------------
@@ -327,26 +330,26 @@ async def test_subscription_meta_events(master, keys):
 
     sub1 = await w(s1.subscribe(noop, topic))
     sid = sub1.id
-    await wait_until(lambda: [x for x, _ in rec.get(topics[0]) if x[1].get("id") == sid], what="on_create")
+    await wait_until(lambda: [x for x, _ in rec.get(topics[0]) if x[1].get("id") == sid], what=lambda: f"on_create; got {rec!r}")
     created = [x for x, _ in rec.get(topics[0]) if x[1].get("id") == sid]
     assert len(created) == 1 and created[0][0] == s1.id
     sd = created[0][1]
     assert (sd["uri"], sd["match"]) == (topic, "exact") and sd.get("created"), sd
-    await wait_until(lambda: [s1.id, sid] in [x for x, _ in rec.get(topics[1])], what="on_subscribe s1")
+    await wait_until(lambda: [s1.id, sid] in [x for x, _ in rec.get(topics[1])], what=lambda: f"on_subscribe s1; got {rec!r}")
 
     sub2 = await w(s2.subscribe(noop, topic))
     assert sub2.id == sid
-    await wait_until(lambda: [s2.id, sid] in [x for x, _ in rec.get(topics[1])], what="on_subscribe s2")
+    await wait_until(lambda: [s2.id, sid] in [x for x, _ in rec.get(topics[1])], what=lambda: f"on_subscribe s2; got {rec!r}")
     assert len([x for x, _ in rec.get(topics[0]) if x[1].get("id") == sid]) == 1
 
     await w(sub2.unsubscribe())
-    await wait_until(lambda: [s2.id, sid] in [x for x, _ in rec.get(topics[2])], what="on_unsubscribe s2")
+    await wait_until(lambda: [s2.id, sid] in [x for x, _ in rec.get(topics[2])], what=lambda: f"on_unsubscribe s2; got {rec!r}")
     await asyncio.sleep(0.2)
     assert [x for x, _ in rec.get(topics[3]) if x[1] == sid] == []
 
     s1_id = s1.id
     await s1.close()  # leaving removes the last subscriber
-    await wait_until(lambda: [s1_id, sid] in [x for x, _ in rec.get(topics[3])], what="on_delete after last subscriber left")
+    await wait_until(lambda: [s1_id, sid] in [x for x, _ in rec.get(topics[3])], what=lambda: f"on_delete after last subscriber left; got {rec!r}")
 
 
 @aio
@@ -366,7 +369,7 @@ async def test_meta_api_on_config_realm(master, keys):
     await rec.watch(owner, ["wamp.session.on_join"])
     newbie = await join(master, keys, realm="realm1", label="newbie")
     await wait_until(lambda: any(isinstance(a[0], dict) and a[0].get("session") == newbie.id
-                                 for a, _ in rec.get("wamp.session.on_join")), what="on_join in realm1")
+                                 for a, _ in rec.get("wamp.session.on_join")), what=lambda: f"on_join in realm1; got {rec!r}")
     fab2 = await join(master, keys, realm=FABRIC_REALM, label="fab2")
     await asyncio.sleep(0.3)
     assert not any(isinstance(a[0], dict) and a[0].get("session") == fab2.id for a, _ in rec.get("wamp.session.on_join"))

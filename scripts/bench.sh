@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Benchmarks fabric-master (release build) with its own load generator on this machine.
+# Optional: REF_URL + REF_KEY (+ REF_REALM, REF_NODE_OID) point at a running reference master
+# (../shared/tools/crossbar-reference, KEEP_RUNNING=1) to measure it in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/fabric-master-target}
+cargo build --release --quiet
+BIN="$CARGO_TARGET_DIR/release/fabric-master"
+PORT=${PORT:-9311}
+URL="ws://127.0.0.1:$PORT/ws"
+WORK=$(mktemp -d)
+trap 'kill "$MASTER" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+ulimit -n 65536 2>/dev/null || true
+
+"$BIN" keygen --out "$WORK" --name su --user-id superuser >/dev/null 2>&1
+t0=$(date +%s%N)
+"$BIN" start --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --superuser "$WORK/su.pub" 2>"$WORK/master.log" &
+MASTER=$!
+until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.002; done
+t1=$(date +%s%N)
+echo "start_to_ready_ms $(( (t1 - t0) / 1000000 ))"
+sleep 1
+echo "idle_rss_kib $(awk '/VmRSS/ {print $2}' /proc/$MASTER/status)"
+
+b() { "$BIN" bench --url "$URL" --key "$WORK/su.priv" "$@" | grep -v '^JSON'; }
+b --mode rpc --serializer cbor --inflight 100 --count 300000 --label "rpc-cbor-100"
+b --mode rpc --serializer cbor --inflight 1 --count 20000 --label "rpc-cbor-sequential"
+b --mode rpc --serializer msgpack --inflight 100 --count 200000 --label "rpc-msgpack-100"
+b --mode rpc --serializer json --inflight 100 --count 200000 --label "rpc-json-100"
+b --mode rpc --serializer cbor --batched --inflight 100 --count 300000 --label "rpc-cbor.batched-100"
+b --mode pubsub --serializer cbor --subscribers 10 --count 100000 --inflight 1000 --label "pubsub-cbor-10subs"
+b --mode call --procedure wamp.session.count --serializer cbor --inflight 100 --count 200000 --label "meta-call-cbor-100"
+
+SESSIONS=${SESSIONS:-10000}
+before=$(awk '/VmRSS/ {print $2}' /proc/$MASTER/status)
+"$BIN" bench --url "$URL" --key "$WORK/su.priv" --mode sessions --count "$SESSIONS" --inflight 50 --hold-seconds 6 --label sessions > "$WORK/sessions.out" &
+HOLDER=$!
+until grep -q holding "$WORK/sessions.out" 2>/dev/null; do sleep 0.2; done
+sleep 2
+after=$(awk '/VmRSS/ {print $2}' /proc/$MASTER/status)
+echo "sessions_open $(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^fabric_sessions/ {print $2}')"
+echo "rss_kib_before $before rss_kib_with_${SESSIONS}_sessions $after per_session_bytes $(( (after - before) * 1024 / SESSIONS ))"
+wait "$HOLDER"; grep -v '^JSON' "$WORK/sessions.out"
+
+if [ -n "${REF_URL:-}" ]; then
+  echo "--- reference master at $REF_URL (same load generator, same run)"
+  r() { "$BIN" bench --url "$REF_URL" --key "$REF_KEY" --serializer json "$@" | grep -v '^JSON'; }
+  r --mode call --procedure crossbarfabriccenter.mrealm.list_mrealms --inflight 100 --count 5000 --label ref-list_mrealms-100
+  r --mode call --procedure crossbarfabriccenter.mrealm.list_mrealms --inflight 1 --count 2000 --label ref-list_mrealms-sequential
+  r --mode rpc --inflight 100 --count 5000 --label ref-rpc-echo-100
+  echo "reference_rss_kib $(ps -C crossbar -o rss= | awk '{s+=$1} END {print s}') (all crossbar processes, master and edge)"
+fi
