@@ -49,5 +49,9 @@ if [ -n "${REF_URL:-}" ]; then
   r --mode call --procedure crossbarfabriccenter.mrealm.list_mrealms --inflight 100 --count 5000 --label ref-list_mrealms-100
   r --mode call --procedure crossbarfabriccenter.mrealm.list_mrealms --inflight 1 --count 2000 --label ref-list_mrealms-sequential
   r --mode rpc --inflight 100 --count 5000 --label ref-rpc-echo-100
+  if [ -n "${REF_NODE_OID:-}" ]; then
+    r --mode call --realm "${REF_REALM:-mrealm1}" --procedure crossbarfabriccenter.remote.node.get_status \
+      --args "[\"$REF_NODE_OID\"]" --inflight 100 --count 3000 --label ref-remote.node.get_status-100
+  fi
   echo "reference_rss_kib $(ps -C crossbar -o rss= | awk '{s+=$1} END {print s}') (all crossbar processes, master and edge)"
 fi

@@ -1,7 +1,6 @@
 //! PubSub: subscriptions, publication filtering and delivery.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::wamp::uri::{MatchPolicy, UriCheck, is_valid_pattern, is_valid_uri};
 use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
@@ -356,7 +355,7 @@ impl State {
             if sub.policy != MatchPolicy::Exact {
                 details.insert("topic".into(), topic.into());
             }
-            let event = Arc::new(Message::Event {
+            let event = super::session_info::Outbound::new(Message::Event {
                 subscription: sub_id,
                 publication,
                 details,

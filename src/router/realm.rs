@@ -10,7 +10,7 @@ use crate::wamp::{Dict, Id, Message, Payload, Value, message::code};
 use super::broker::Broker;
 use super::dealer::Dealer;
 use super::role::{Action, Permission, Role};
-use super::session_info::{Member, Outbox, Outgoing, SessionInfo};
+use super::session_info::{Member, Outbound, Outbox, Outgoing, SessionInfo};
 
 /// A client message the router refuses to act on; the session is aborted with this text.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,7 @@ impl State {
         };
         if member
             .tx
-            .try_send(Outgoing::Message(Arc::new(goodbye)))
+            .try_send(Outgoing::Message(Outbound::new(goodbye)))
             .is_err()
             || member.tx.try_send(Outgoing::Close).is_err()
         {

@@ -7,7 +7,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::Router;
 use super::realm::Realm;
-use super::session_info::{Outgoing, SessionInfo};
+use super::session_info::{Outbound, Outgoing, SessionInfo};
 use crate::auth::{Decision, Denied, HelloRequest, cryptosign};
 use crate::transport::{Flow, SessionHandler};
 use crate::wamp::{Dict, Id, Message, Protocol, Value, errors, options};
@@ -60,7 +60,7 @@ impl Session {
 
     fn send(&self, msg: Message) {
         // Our own outbox: before WELCOME nothing else writes to it, so it cannot be full.
-        let _ = self.tx.try_send(Outgoing::Message(Arc::new(msg)));
+        let _ = self.tx.try_send(Outgoing::Message(Outbound::new(msg)));
     }
 
     fn abort(&mut self, reason: &str, message: impl Into<String>) -> Flow {

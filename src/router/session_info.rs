@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-pub use crate::transport::{Outbox, Outgoing};
+pub use crate::transport::{Outbound, Outbox, Outgoing};
 use crate::wamp::{Dict, Id, Message, Value};
 
 #[derive(Clone, Debug)]
@@ -58,10 +58,10 @@ pub(crate) struct Member {
 
 impl Member {
     pub fn send(&self, msg: Message) {
-        self.send_arc(Arc::new(msg));
+        self.send_arc(Outbound::new(msg));
     }
 
-    pub fn send_arc(&self, msg: Arc<Message>) {
+    pub fn send_arc(&self, msg: Arc<Outbound>) {
         if self.tx.try_send(Outgoing::Message(msg)).is_err() {
             tracing::warn!(session = self.info.id, authid = %self.info.authid, "outbox full or closed: dropping slow session");
             self.kill.notify_one();

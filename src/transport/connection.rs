@@ -127,7 +127,10 @@ async fn session_loop<H: SessionHandler>(
                     Some(Ok(WsMessage::Text(t))) if protocol.serializer.is_text() => t.as_bytes().to_vec(),
                     Some(Ok(WsMessage::Binary(b))) if !protocol.serializer.is_text() => b.to_vec(),
                     Some(Ok(WsMessage::Text(_) | WsMessage::Binary(_))) => {
-                        closing = handler.on_garbage("frame type does not match the negotiated serializer".into()) == Flow::Close;
+                        if handler.on_garbage("frame type does not match the negotiated serializer".into()) == Flow::Close {
+                            closing = true;
+                            rx.close();
+                        }
                         continue;
                     }
                     Some(Ok(WsMessage::Pong(_))) => { ping_sent = None; continue; }
@@ -190,10 +193,12 @@ async fn write_batch(
     let mut frame = Vec::new();
     for item in batch.drain(..) {
         match item {
-            Outgoing::Message(msg) => {
-                protocol.encode_into_frame(&msg, &mut frame)?;
-                if !protocol.batched {
-                    ws.feed(to_ws(protocol, std::mem::take(&mut frame))).await?;
+            Outgoing::Message(out) => {
+                let bytes = out.encoded(protocol.serializer)?;
+                if protocol.batched {
+                    protocol.frame_encoded(bytes, &mut frame)?;
+                } else {
+                    ws.feed(to_ws(protocol, bytes.clone())).await?;
                 }
             }
             Outgoing::Close => {
@@ -203,22 +208,21 @@ async fn write_batch(
         }
     }
     if !frame.is_empty() {
-        ws.feed(to_ws(protocol, frame)).await?;
+        ws.feed(to_ws(protocol, frame.into())).await?;
     }
     ws.flush().await?;
     Ok(close)
 }
 
-fn to_ws(protocol: Protocol, bytes: Vec<u8>) -> WsMessage {
+fn to_ws(protocol: Protocol, bytes: bytes::Bytes) -> WsMessage {
     if protocol.serializer.is_text() {
-        // JSON output of serde_json is valid UTF-8.
+        // serde_json writes UTF-8.
         WsMessage::Text(
-            String::from_utf8(bytes)
-                .expect("serde_json writes UTF-8")
-                .into(),
+            tokio_tungstenite::tungstenite::Utf8Bytes::try_from(bytes)
+                .expect("serde_json writes UTF-8"),
         )
     } else {
-        WsMessage::Binary(bytes.into())
+        WsMessage::Binary(bytes)
     }
 }
 

@@ -13,10 +13,40 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::wamp::{Message, Protocol};
 
+/// A message on its way out. One EVENT may go to many subscribers: its encoding per serializer
+/// is made once, by whichever connection writes it first, and shared by the others.
+#[derive(Debug)]
+pub struct Outbound {
+    pub message: Message,
+    encoded: [std::sync::OnceLock<bytes::Bytes>; 3],
+}
+
+impl Outbound {
+    pub fn new(message: Message) -> Arc<Outbound> {
+        Arc::new(Outbound {
+            message,
+            encoded: Default::default(),
+        })
+    }
+
+    /// The message alone (no batch framing) in `serializer`.
+    pub fn encoded(
+        &self,
+        serializer: crate::wamp::Serializer,
+    ) -> Result<&bytes::Bytes, crate::wamp::CodecError> {
+        let slot = &self.encoded[serializer as usize];
+        if let Some(b) = slot.get() {
+            return Ok(b);
+        }
+        let bytes = bytes::Bytes::from(serializer.encode(&self.message)?);
+        Ok(slot.get_or_init(|| bytes))
+    }
+}
+
 /// What the session layer hands a connection to write.
 #[derive(Debug)]
 pub enum Outgoing {
-    Message(Arc<Message>),
+    Message(Arc<Outbound>),
     /// Flush what came before, then close the connection.
     Close,
 }

@@ -197,6 +197,23 @@ impl Protocol {
         Ok(out)
     }
 
+    /// Appends one already encoded message to a batched frame under construction.
+    pub fn frame_encoded(self, encoded: &[u8], frame: &mut Vec<u8>) -> Result<(), CodecError> {
+        match self.serializer {
+            Serializer::Json => {
+                frame.extend_from_slice(encoded);
+                frame.push(JSON_BATCH_SEPARATOR);
+            }
+            _ => {
+                let len = u32::try_from(encoded.len())
+                    .map_err(|_| CodecError::Encode("message over 4 GiB".into()))?;
+                frame.extend_from_slice(&len.to_be_bytes());
+                frame.extend_from_slice(encoded);
+            }
+        }
+        Ok(())
+    }
+
     /// Appends one message to a frame under construction (batched protocols may carry many).
     pub fn encode_into_frame(self, msg: &Message, frame: &mut Vec<u8>) -> Result<(), CodecError> {
         if !self.batched {

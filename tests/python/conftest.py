@@ -652,16 +652,41 @@ class RawWamp:
         self._req += 1
         return self._req
 
+    def encode(self, msg):
+        if self.protocol == "wamp.2.json":
+            return json.dumps(msg)
+        if self.protocol == "wamp.2.cbor":
+            import cbor2
+
+            return cbor2.dumps(msg)
+        if self.protocol == "wamp.2.msgpack":
+            import msgpack
+
+            return msgpack.packb(msg, use_bin_type=True)
+        raise ValueError(self.protocol)
+
+    def decode(self, raw):
+        if isinstance(raw, str):
+            return json.loads(raw)
+        if self.protocol == "wamp.2.cbor":
+            import cbor2
+
+            return cbor2.loads(raw)
+        if self.protocol == "wamp.2.msgpack":
+            import msgpack
+
+            return msgpack.unpackb(raw, raw=False)
+        raise ValueError(f"binary frame on {self.protocol}: {raw[:64]!r}")
+
     async def send(self, msg):
-        assert self.protocol == "wamp.2.json"
-        await self.ws.send(json.dumps(msg))
+        await self.ws.send(self.encode(msg))
 
     async def send_raw(self, data):
         await self.ws.send(data)
 
     async def recv(self, timeout: float = STEP):
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        return json.loads(raw)
+        return self.decode(raw)
 
     async def recv_until(self, pred, timeout: float = STEP, limit: int = 100):
         """Receive messages until pred(msg) is true; returns (msg, skipped)."""
@@ -712,8 +737,8 @@ class RawWamp:
             except asyncio.TimeoutError:
                 break
             try:
-                messages.append(json.loads(raw) if isinstance(raw, str) else raw)
-            except ValueError:
+                messages.append(self.decode(raw))
+            except Exception:
                 messages.append(raw)
         raise AssertionError(f"connection still open after {timeout}s; received {messages!r}")
 

@@ -311,3 +311,63 @@ async def test_realm1_guest_permissions_and_realm_isolation(master, keys):
     await w(fabric.register(lambda x: ["fabric", x], "com.example.public.echo"))
     assert await w(fabric.call("com.example.public.echo", 2)) == ["fabric", 2]
     assert await w(guest.call("com.example.public.echo", 3)) == ["public", 3]
+
+
+# --------------------------------------------------------------------------------------
+# beyond the brief's list: malformed cryptosign input must fail the session only
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authextra",
+    [{"pubkey": "zz" * 32}, {"pubkey": "ab" * 31}, {"pubkey": 12345}, {}, None, {"pubkey": "ab" * 33}],
+    ids=["nonhex", "short", "int", "no-pubkey", "no-authextra", "long"],
+)
+@aio
+async def test_malformed_cryptosign_hello_not_welcomed(master, keys, authextra):
+    raw = await RawWamp.connect(master)
+    details = {"roles": RawWamp.ROLES, "authmethods": ["cryptosign"]}
+    if authextra is not None:
+        details["authextra"] = authextra
+    await raw.send([1, FABRIC_REALM, details])
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        msg = await raw.recv()
+        if msg[0] == RawWamp.CHALLENGE:
+            # answer with a signature by a key the router does not know
+            await raw.send([5, keys.intruder.sign_challenge_hex(msg[2]["challenge"]), {}])
+            msg = await raw.recv()
+    except ConnectionClosed:
+        msg = None
+    assert msg is None or msg[0] == RawWamp.ABORT, f"expected ABORT (or close), got {msg!r}"
+    await assert_router_alive_small(master, keys)
+
+
+@pytest.mark.parametrize("signature", ["not hex at all", "ab" * 10, "", "00" * 64], ids=["nonhex", "short", "empty", "sig-only-zero"])
+@aio
+async def test_malformed_authenticate_not_welcomed(master, keys, signature):
+    raw = await RawWamp.connect(master)
+    await raw.send([1, FABRIC_REALM, {"roles": RawWamp.ROLES, "authmethods": ["cryptosign"],
+                                      "authextra": {"pubkey": keys.superuser.pubkey_hex}}])
+    ch = await raw.recv()
+    assert ch[0] == RawWamp.CHALLENGE, ch
+    await raw.send([5, signature, {}])
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        msg = await raw.recv()
+    except ConnectionClosed:
+        msg = None
+    assert msg is None or msg[0] == RawWamp.ABORT, f"expected ABORT (or close), got {msg!r}"
+    await assert_router_alive_small(master, keys)
+
+
+@aio
+async def test_authenticate_without_hello_is_violation(master, keys):
+    raw = await RawWamp.connect(master)
+    await raw.send([5, "00" * 96, {}])
+    _, msgs = await raw.expect_closed()
+    if msgs:
+        assert msgs[0][0] == RawWamp.ABORT and msgs[0][2] == "wamp.error.protocol_violation", msgs[0]
+    await assert_router_alive_small(master, keys)

@@ -198,3 +198,73 @@ async def test_hello_timeout_does_not_hit_joined_sessions(master, keys):
     msg = await raw.recv()
     assert msg[:2] == [RawWamp.PUBLISHED, rid], msg
     await assert_router_alive(master, keys)
+
+
+# --------------------------------------------------------------------------------------
+# beyond the brief's list: more malformed input (the router must fail the session, not itself)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "protocol,garbage",
+    [("wamp.2.cbor", b"\xff\xfe\xfd not cbor"), ("wamp.2.msgpack", b"\xc1\xc1\xc1"), ("wamp.2.cbor", "text frame on cbor")],
+)
+@aio
+async def test_garbage_on_binary_serializers(master, keys, protocol, garbage):
+    raw = await RawWamp.connect(master, protocol=protocol)
+    await raw.join_superuser(keys.superuser)
+    await raw.send_raw(garbage)
+    _, msgs = await raw.expect_closed()
+    assert_violation_outcome(msgs)
+    await assert_router_alive(master, keys)
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        [48, "x", {}, "com.example.p"],  # request id not an integer
+        [48, 1, "not-a-dict", "com.example.p"],  # options not a dict
+        [48, 1, {}, 42],  # procedure not a string
+        [48],  # too short
+        [],  # empty
+        [999, 1, {}],  # unknown message type
+        [2, 1, {}],  # WELCOME sent by a client
+        "just a string",  # not an array
+    ],
+    ids=["reqid-str", "options-str", "proc-int", "short", "empty", "unknown-type", "client-welcome", "string"],
+)
+@aio
+async def test_malformed_message_after_join(master, keys, msg):
+    raw = await RawWamp.connect(master)
+    await raw.join_superuser(keys.superuser)
+    await raw.send(msg)
+    _, msgs = await raw.expect_closed()
+    assert_violation_outcome(msgs)
+    await assert_router_alive(master, keys)
+
+
+@aio
+async def test_websocket_ping_is_answered(master, keys):
+    raw = await RawWamp.connect(master)
+    await raw.join_superuser(keys.superuser)
+    pong = await raw.ws.ping(b"fabric")
+    await w(pong)
+    rid = raw.next_id()
+    await raw.send([RawWamp.PUBLISH, rid, {"acknowledge": True}, "com.example.after.ping", []])
+    msg = await raw.recv()
+    assert msg[:2] == [RawWamp.PUBLISHED, rid], msg
+
+
+@pytest.mark.parametrize("protocol", ["wamp.2.cbor", "wamp.2.msgpack"])
+@aio
+async def test_raw_binary_serializer_session(master, keys, protocol):
+    """WELCOME and RESULT on the binary serializers, straight from the wire."""
+    callee = await join(master, keys, serializer="json", label="callee")
+    await w(callee.register(lambda b: ["len", len(b)], "com.example.bad.binlen"))
+    raw = await RawWamp.connect(master, protocol=protocol)
+    wel = await raw.join_superuser(keys.superuser)
+    assert wel[2]["authid"] == "superuser"
+    rid = raw.next_id()
+    await raw.send([RawWamp.CALL, rid, {}, "com.example.bad.binlen", ["abc"]])
+    msg = await raw.recv()
+    assert msg[:2] == [RawWamp.RESULT, rid] and msg[3] == [["len", 3]], msg

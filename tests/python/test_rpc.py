@@ -489,3 +489,61 @@ async def test_invalid_uri(master, keys, kind, uri):
     await raw.send([RawWamp.CALL, rid, {}, "com.example.nothing.here", []])
     msg = await raw.recv()
     assert msg[:3] == [RawWamp.ERROR, RawWamp.CALL, rid] and msg[4] == "wamp.error.no_such_procedure", msg
+
+
+# --------------------------------------------------------------------------------------
+# beyond the brief's list
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("callee_ser,caller_ser", [("cbor", "msgpack"), ("msgpack", "cbor"), ("cbor", "cbor"),
+                                                   ("json", "cbor"), ("cbor", "json")])
+@aio
+async def test_binary_payload_across_serializers(master, keys, callee_ser, caller_ser):
+    """WAMP binary values: native in CBOR/MsgPack, '\\0'+base64 strings in JSON (autobahn converts)."""
+    callee = await join(master, keys, serializer=callee_ser, label="callee")
+    caller = await join(master, keys, serializer=caller_ser, label="caller")
+    blob = bytes(range(256)) + b"\x00tail"
+    seen = []
+
+    def echo(b, details=None):
+        seen.append(b)
+        return b
+
+    await w(callee.register(echo, "com.example.rpc.bin", options=RegisterOptions(details=True)))
+    res = await w(caller.call("com.example.rpc.bin", blob))
+    assert seen == [blob], f"callee got {seen!r}"
+    assert res == blob
+
+
+@aio
+async def test_caller_lost_during_call(master, keys):
+    """The caller disappears while the callee works; the callee's late result must not hurt anyone."""
+    callee, caller = await pair(master, keys)
+    slow = SlowCallee(work=1.0)
+    await w(callee.register(slow, "com.example.rpc.orphan"))
+    fut = asyncio.ensure_future(caller.call("com.example.rpc.orphan"))
+    await w(slow.started.wait())
+    caller.drop()
+    # the callee either finishes (result dropped by the router) or gets an INTERRUPT
+    await w(asyncio.wait([asyncio.ensure_future(slow.finished.wait()), asyncio.ensure_future(slow.interrupted.wait())],
+                         return_when=asyncio.FIRST_COMPLETED), 4)
+    await asyncio.sleep(0.3)
+    assert callee.is_attached()
+    fut.cancel()
+    caller2 = await join(master, keys, label="caller2")
+    slow.work = 0
+    assert await w(caller2.call("com.example.rpc.orphan")) == "finished"
+
+
+@aio
+async def test_many_sessions_concurrently(master, keys):
+    callee = await join(master, keys, label="callee")
+    await w(callee.register(lambda i: i * i, "com.example.rpc.square"))
+    n = 40
+    sessions = await w(asyncio.gather(*[join(master, keys, serializer=["cbor", "msgpack", "json"][i % 3],
+                                             label=f"c{i}") for i in range(n)]), 20)
+    assert len({s.id for s in sessions}) == n
+    results = await w(asyncio.gather(*[s.call("com.example.rpc.square", i) for i, s in enumerate(sessions)]), 15)
+    assert results == [i * i for i in range(n)]
+    await w(asyncio.gather(*[s.close() for s in sessions]), 15)
