@@ -23,7 +23,9 @@ echo "start_to_ready_ms $(( (t1 - t0) / 1000000 ))"
 sleep 1
 echo "idle_rss_kib $(awk '/VmRSS/ {print $2}' /proc/$MASTER/status)"
 
-b() { "$BIN" bench --url "$URL" --key "$WORK/su.priv" "$@" | grep -v '^JSON'; }
+RESULTS="$WORK/results.jsonl"
+show() { tee -a "$WORK/all.out" | grep -v '^JSON'; }
+b() { "$BIN" bench --url "$URL" --key "$WORK/su.priv" "$@" | show; }
 b --mode rpc --serializer cbor --inflight 100 --count 300000 --label "rpc-cbor-100"
 b --mode rpc --serializer cbor --inflight 1 --count 20000 --label "rpc-cbor-sequential"
 b --mode rpc --serializer msgpack --inflight 100 --count 200000 --label "rpc-msgpack-100"
@@ -45,7 +47,7 @@ wait "$HOLDER"; grep -v '^JSON' "$WORK/sessions.out"
 
 if [ -n "${REF_URL:-}" ]; then
   echo "--- reference master at $REF_URL (same load generator, same run)"
-  r() { "$BIN" bench --url "$REF_URL" --key "$REF_KEY" --serializer json "$@" | grep -v '^JSON'; }
+  r() { "$BIN" bench --url "$REF_URL" --key "$REF_KEY" --serializer json "$@" | show; }
   r --mode call --procedure crossbarfabriccenter.mrealm.list_mrealms --inflight 100 --count 5000 --label ref-list_mrealms-100
   r --mode call --procedure crossbarfabriccenter.mrealm.list_mrealms --inflight 1 --count 2000 --label ref-list_mrealms-sequential
   r --mode rpc --inflight 100 --count 5000 --label ref-rpc-echo-100
@@ -53,5 +55,19 @@ if [ -n "${REF_URL:-}" ]; then
     r --mode call --realm "${REF_REALM:-mrealm1}" --procedure crossbarfabriccenter.remote.node.get_status \
       --args "[\"$REF_NODE_OID\"]" --inflight 100 --count 3000 --label ref-remote.node.get_status-100
   fi
-  echo "reference_rss_kib $(ps -C crossbar -o rss= | awk '{s+=$1} END {print s}') (all crossbar processes, master and edge)"
+  echo "reference_rss_kib $(pgrep -f "crossbar-(controller|worker)" | xargs -r ps -o rss= -p | awk "{s+=\$1} END {print s}") (all crossbar processes: master and edge)"
 fi
+
+# Ratios of ours to the reference, from the JSON lines of this run.
+grep '^JSON ' "$WORK/all.out" | cut -c6- > "$RESULTS"
+python3 - "$RESULTS" <<'PY'
+import json, sys
+r = {j["label"]: j for j in map(json.loads, open(sys.argv[1]))}
+pairs = [("meta-call-cbor-100", "ref-list_mrealms-100", "router-answered call vs reference list_mrealms, 100 in flight"),
+         ("rpc-json-100", "ref-rpc-echo-100", "echo RPC through the router, JSON, 100 in flight"),
+         ("rpc-cbor-100", "ref-rpc-echo-100", "echo RPC, ours CBOR vs reference JSON, 100 in flight")]
+for ours, ref, what in pairs:
+    if ours in r and ref in r:
+        a, b = r[ours], r[ref]
+        print(f"ratio {what}: {a['rate'] / b['rate']:.1f}x calls/s, p50 {b['p50_us'] / max(a['p50_us'], 1):.1f}x lower")
+PY

@@ -36,7 +36,6 @@ txaio.use_asyncio()
 
 from autobahn.asyncio.wamp import ApplicationSession  # noqa: E402
 from autobahn.asyncio.websocket import WampWebSocketClientFactory  # noqa: E402
-from autobahn.util import parse_keyfile  # noqa: E402
 from autobahn.wamp.cryptosign import CryptosignKey  # noqa: E402
 from autobahn.wamp.serializer import (  # noqa: E402
     CBORSerializer,
