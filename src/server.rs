@@ -154,7 +154,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", settings.listen))?;
     let local = listener.local_addr()?;
     let gateway = Arc::new(Gateway {
-        router,
+        router: router.clone(),
         ready: AtomicBool::new(true),
     });
     tracing::info!(
@@ -166,6 +166,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .join(", "),
         started.elapsed().as_millis()
     );
-    transport::serve(listener, gateway, settings.transport).await?;
+    tokio::select! {
+        served = transport::serve(listener, gateway.clone(), settings.transport) => served?,
+        signal = shutdown_signal() => {
+            let name = signal?;
+            // Stop taking connections, tell every session, give the GOODBYEs a moment to leave.
+            gateway.ready.store(false, Ordering::Relaxed);
+            let closed = router.close_all(crate::wamp::errors::CLOSE_SYSTEM_SHUTDOWN, "the master is shutting down");
+            tracing::info!("{name}: closed {closed} sessions, shutting down");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     Ok(())
+}
+
+async fn shutdown_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
 }

@@ -287,3 +287,44 @@ async fn hello_deadline_closes_idle_connections() {
         "the server must close a connection that never says HELLO"
     );
 }
+
+#[tokio::test]
+async fn sigterm_says_goodbye_to_sessions_and_exits() {
+    let mut m = start(&[]);
+    let client = Client::connect(&config(&m, Serializer::Cbor, Some(m.key.clone())))
+        .await
+        .unwrap();
+    let pid = m.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(s) = m.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    let status = status.expect("the master exits within 5 s of SIGTERM");
+    assert!(status.success(), "clean exit on SIGTERM, got {status:?}");
+    let err = client
+        .call("wamp.session.count", Payload::default(), Dict::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Closed), "{err}");
+    assert_eq!(
+        client.close_reason().as_deref(),
+        Some("wamp.close.system_shutdown")
+    );
+}

@@ -53,6 +53,8 @@ struct Shared {
     replies: Mutex<HashMap<Id, oneshot::Sender<Message>>>,
     procedures: Mutex<HashMap<Id, Handler>>,
     subscriptions: Mutex<HashMap<Id, EventHandler>>,
+    /// The router's GOODBYE or ABORT reason, once it closed the session.
+    close_reason: Mutex<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -388,6 +390,11 @@ impl Client {
         }
     }
 
+    /// Why the router closed this session (GOODBYE or ABORT reason), if it did.
+    pub fn close_reason(&self) -> Option<String> {
+        self.shared.close_reason.lock().clone()
+    }
+
     /// Sends a raw message (tests use this to provoke protocol errors).
     pub fn send_raw(&self, msg: Message) -> Result<(), ClientError> {
         self.tx.send(msg).map_err(|_| ClientError::Closed)
@@ -506,7 +513,8 @@ async fn read_loop(
                         let _ = reply.send(msg);
                     }
                 }
-                Message::Goodbye { .. } | Message::Abort { .. } => {
+                Message::Goodbye { reason, .. } | Message::Abort { reason, .. } => {
+                    *shared.close_reason.lock() = Some(reason);
                     let _ = tx.send(Message::Goodbye {
                         details: Dict::new(),
                         reason: crate::wamp::errors::CLOSE_GOODBYE_AND_OUT.into(),

@@ -67,6 +67,12 @@ impl Router {
         self.realms.read().keys().cloned().collect()
     }
 
+    /// Says GOODBYE to every session of every realm; returns how many were closed.
+    pub fn close_all(&self, reason: &str, message: &str) -> usize {
+        let realms: Vec<Arc<Realm>> = self.realms.read().values().cloned().collect();
+        realms.iter().map(|r| r.close_all(reason, message)).sum()
+    }
+
     pub fn session_count(&self) -> usize {
         self.realms.read().values().map(|r| r.session_count()).sum()
     }

@@ -161,6 +161,15 @@ impl Realm {
         self.state.lock().members.len()
     }
 
+    /// Says GOODBYE to every session (used on shutdown).
+    pub fn close_all(&self, reason: &str, message: &str) -> usize {
+        let mut st = self.state.lock();
+        let ids: Vec<Id> = st.members.keys().copied().collect();
+        ids.into_iter()
+            .filter(|id| st.kill(*id, reason, message))
+            .count()
+    }
+
     /// Closes every session whose authid matches (used by the management API).
     pub fn kill_by_authid(&self, authid: &str, reason: &str, message: &str) -> Vec<Id> {
         let mut st = self.state.lock();
