@@ -318,9 +318,10 @@ async fn sigterm_says_goodbye_to_sessions_and_exits() {
     .unwrap();
     let status = status.expect("the master exits within 5 s of SIGTERM");
     assert!(status.success(), "clean exit on SIGTERM, got {status:?}");
-    let err = client
-        .call("wamp.session.count", Payload::default(), Dict::new())
+    let call = client.call("wamp.session.count", Payload::default(), Dict::new());
+    let err = tokio::time::timeout(Duration::from_secs(5), call)
         .await
+        .expect("a call on a closed session fails at once")
         .unwrap_err();
     assert!(matches!(err, ClientError::Closed), "{err}");
     assert_eq!(

@@ -50,7 +50,9 @@ pub type EventHandler = Arc<dyn Fn(Dict, Payload) + Send + Sync>;
 
 #[derive(Default)]
 struct Shared {
-    replies: Mutex<HashMap<Id, oneshot::Sender<Message>>>,
+    /// Waiting requests; `None` once the connection is gone, so late requests fail at once
+    /// instead of waiting for an answer that cannot come.
+    replies: Mutex<Option<HashMap<Id, oneshot::Sender<Message>>>>,
     procedures: Mutex<HashMap<Id, Handler>>,
     subscriptions: Mutex<HashMap<Id, EventHandler>>,
     /// The router's GOODBYE or ABORT reason, once it closed the session.
@@ -225,7 +227,10 @@ impl Client {
             }
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            replies: Mutex::new(Some(HashMap::new())),
+            ..Default::default()
+        });
         let (sink, stream) = ws.split();
         tokio::spawn(write_loop(sink, rx, p));
         tokio::spawn(read_loop(stream, p, shared.clone(), tx.clone()));
@@ -241,7 +246,9 @@ impl Client {
     fn request(&self) -> (Id, oneshot::Receiver<Message>) {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.shared.replies.lock().insert(id, tx);
+        if let Some(waiting) = self.shared.replies.lock().as_mut() {
+            waiting.insert(id, tx);
+        } // else `tx` drops here and the caller sees `Closed`.
         (id, rx)
     }
 
@@ -509,7 +516,12 @@ async fn read_loop(
                 | Message::Published { request, .. }
                 | Message::Unregistered { request, .. }
                 | Message::Unsubscribed { request, .. } => {
-                    if let Some(reply) = shared.replies.lock().remove(&request) {
+                    if let Some(reply) = shared
+                        .replies
+                        .lock()
+                        .as_mut()
+                        .and_then(|w| w.remove(&request))
+                    {
                         let _ = reply.send(msg);
                     }
                 }
@@ -526,5 +538,5 @@ async fn read_loop(
         }
     }
     // Wake every waiter: their requests will not be answered.
-    shared.replies.lock().clear();
+    *shared.replies.lock() = None;
 }

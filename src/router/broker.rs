@@ -7,6 +7,7 @@ use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
 
 use super::realm::{State, error_reply};
 use super::role::Action;
+use super::uri_index::UriIndex;
 
 pub(crate) struct Subscription {
     pub id: Id,
@@ -31,30 +32,7 @@ impl Subscription {
 #[derive(Default)]
 pub(crate) struct Broker {
     pub subs: HashMap<Id, Subscription>,
-    pub exact: HashMap<String, Id>,
-    /// Prefix and wildcard subscriptions, scanned on every publication.
-    pub patterns: HashMap<(MatchPolicy, String), Id>,
-}
-
-impl Broker {
-    pub fn find(&self, policy: MatchPolicy, uri: &str) -> Option<Id> {
-        match policy {
-            MatchPolicy::Exact => self.exact.get(uri).copied(),
-            p => self.patterns.get(&(p, uri.to_owned())).copied(),
-        }
-    }
-
-    /// Every subscription whose pattern matches `topic`.
-    pub fn matching(&self, topic: &str) -> Vec<Id> {
-        let mut out: Vec<Id> = self.exact.get(topic).copied().into_iter().collect();
-        out.extend(
-            self.patterns
-                .iter()
-                .filter(|((p, uri), _)| p.matches(uri, topic))
-                .map(|(_, id)| *id),
-        );
-        out
-    }
+    pub index: UriIndex,
 }
 
 /// Who may receive a publication, from its options.
@@ -144,7 +122,7 @@ impl State {
                 ),
             );
         }
-        let (sub_id, created) = match self.broker.find(policy, &topic) {
+        let (sub_id, created) = match self.broker.index.get(policy, &topic) {
             Some(id) => (id, false),
             None => {
                 let id = self.new_id();
@@ -156,10 +134,7 @@ impl State {
                     created: super::now_iso(),
                 };
                 self.broker.subs.insert(id, sub);
-                match policy {
-                    MatchPolicy::Exact => self.broker.exact.insert(topic, id),
-                    p => self.broker.patterns.insert((p, topic), id),
-                };
+                self.broker.index.insert(policy, topic, id);
                 (id, true)
             }
         };
@@ -233,10 +208,7 @@ impl State {
         );
         if now_empty {
             if let Some(sub) = self.broker.subs.remove(&subscription) {
-                match sub.policy {
-                    MatchPolicy::Exact => self.broker.exact.remove(&sub.uri),
-                    p => self.broker.patterns.remove(&(p, sub.uri)),
-                };
+                self.broker.index.remove(sub.policy, sub.uri);
             }
             self.publish_meta(
                 "wamp.subscription.on_delete",
@@ -349,7 +321,7 @@ impl State {
         payload: Payload,
     ) {
         let audience = Audience::from_options(publisher, options);
-        for sub_id in self.broker.matching(topic) {
+        for sub_id in self.broker.index.all_matching(topic) {
             let sub = &self.broker.subs[&sub_id];
             let mut details = base.clone();
             if sub.policy != MatchPolicy::Exact {

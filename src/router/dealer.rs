@@ -9,6 +9,7 @@ use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
 
 use super::realm::{Realm, State, error_reply};
 use super::role::Action;
+use super::uri_index::UriIndex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InvokePolicy {
@@ -102,33 +103,10 @@ pub(crate) struct PendingCall {
 #[derive(Default)]
 pub(crate) struct Dealer {
     pub regs: HashMap<Id, Registration>,
-    pub by_uri: HashMap<(MatchPolicy, String), Id>,
+    pub index: UriIndex,
     pending: HashMap<Id, PendingCall>,
     by_call: HashMap<(Id, Id), Id>,
     next_invocation: Id,
-}
-
-impl Dealer {
-    /// Exact beats the longest prefix, which beats the most specific wildcard.
-    pub fn lookup(&self, procedure: &str) -> Option<Id> {
-        if let Some(id) = self.by_uri.get(&(MatchPolicy::Exact, procedure.to_owned())) {
-            return Some(*id);
-        }
-        let mut best: Option<((u8, usize), Id)> = None;
-        for ((policy, uri), id) in &self.by_uri {
-            if *policy == MatchPolicy::Exact || !policy.matches(uri, procedure) {
-                continue;
-            }
-            let rank = match policy {
-                MatchPolicy::Prefix => (2, uri.len()),
-                _ => (1, uri.split('.').filter(|c| !c.is_empty()).count()),
-            };
-            if best.is_none_or(|(r, _)| rank > r) {
-                best = Some((rank, *id));
-            }
-        }
-        best.map(|(_, id)| id)
-    }
 }
 
 fn options_policy(options: &Dict) -> MatchPolicy {
@@ -171,8 +149,7 @@ impl State {
             .and_then(Value::as_str)
             .and_then(InvokePolicy::parse)
             .unwrap_or(InvokePolicy::Single);
-        let key = (policy, procedure.clone());
-        let (reg_id, created) = match self.dealer.by_uri.get(&key).copied() {
+        let (reg_id, created) = match self.dealer.index.get(policy, &procedure) {
             Some(id) => {
                 let reg = self
                     .dealer
@@ -203,7 +180,7 @@ impl State {
                     next_rr: 0,
                     created: super::now_iso(),
                 };
-                self.dealer.by_uri.insert(key, id);
+                self.dealer.index.insert(policy, procedure.clone(), id);
                 self.dealer.regs.insert(id, reg);
                 (id, true)
             }
@@ -268,7 +245,7 @@ impl State {
         );
         if now_empty {
             if let Some(reg) = self.dealer.regs.remove(&registration) {
-                self.dealer.by_uri.remove(&(reg.policy, reg.uri));
+                self.dealer.index.remove(reg.policy, reg.uri);
             }
             self.publish_meta(
                 "wamp.registration.on_delete",
@@ -313,7 +290,7 @@ impl State {
                 .get("disclose_me")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-        let Some(reg_id) = self.dealer.lookup(&procedure) else {
+        let Some(reg_id) = self.dealer.index.best_match(&procedure) else {
             if procedure.starts_with("wamp.") {
                 return self.meta_call(sid, request, &procedure, &payload);
             }

@@ -144,16 +144,13 @@ impl State {
             }
             "wamp.registration.lookup" => {
                 let uri = arg_str(p, 0, "procedure URI")?;
-                Ok(self
-                    .dealer
-                    .by_uri
-                    .get(&(lookup_policy(p), uri.to_owned()))
-                    .copied()
-                    .into())
+                Ok(self.dealer.index.get(lookup_policy(p), uri).into())
             }
-            "wamp.registration.match" => {
-                Ok(self.dealer.lookup(arg_str(p, 0, "procedure URI")?).into())
-            }
+            "wamp.registration.match" => Ok(self
+                .dealer
+                .index
+                .best_match(arg_str(p, 0, "procedure URI")?)
+                .into()),
             "wamp.registration.get" => {
                 let id = arg_id(p, 0, "registration")?;
                 self.dealer
@@ -188,10 +185,10 @@ impl State {
             }
             "wamp.subscription.lookup" => {
                 let uri = arg_str(p, 0, "topic URI")?;
-                Ok(self.broker.find(lookup_policy(p), uri).into())
+                Ok(self.broker.index.get(lookup_policy(p), uri).into())
             }
             "wamp.subscription.match" => {
-                let found = self.broker.matching(arg_str(p, 0, "topic URI")?);
+                let found = self.broker.index.all_matching(arg_str(p, 0, "topic URI")?);
                 Ok(if found.is_empty() {
                     Value::Null
                 } else {

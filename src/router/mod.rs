@@ -7,6 +7,7 @@ pub mod realm;
 pub mod role;
 mod session;
 pub mod session_info;
+mod uri_index;
 
 use std::collections::HashMap;
 use std::sync::Arc;
