@@ -122,14 +122,8 @@ impl Session {
         match decision.cryptosign_key {
             Some(_) => {
                 let challenge = cryptosign::new_challenge();
-                let channel_binding = hello
-                    .authextra
-                    .get("channel_binding")
-                    .cloned()
-                    .unwrap_or(Value::Null);
                 // Plain ws:// has no TLS channel id, so a requested binding is answered with none
                 // and the client signs the plain challenge (as Crossbar's older routers did).
-                let _ = channel_binding;
                 self.send(Message::Challenge {
                     authmethod: "cryptosign".into(),
                     extra: crate::dict! {"challenge" => hex::encode(challenge), "channel_binding" => Value::Null},
