@@ -15,7 +15,7 @@ ulimit -n 65536 2>/dev/null || true
 
 "$BIN" keygen --out "$WORK" --name su --user-id superuser >/dev/null 2>&1
 t0=$(date +%s%N)
-"$BIN" start --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --superuser "$WORK/su.pub" 2>"$WORK/master.log" &
+"$BIN" start --listen "127.0.0.1:$PORT" --peer-listen 127.0.0.1:0 --data-dir "$WORK/data" --superuser "$WORK/su.pub" 2>"$WORK/master.log" &
 MASTER=$!
 until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.002; done
 t1=$(date +%s%N)

@@ -17,9 +17,14 @@ fn main() -> anyhow::Result<()> {
                 .build()?
                 .block_on(fabric_master::server::run(settings))
         }
-        Command::Bench(b) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(fabric_master::bench::run(b)),
+        Command::Bench(b) => runtime()?.block_on(fabric_master::bench::run(b)),
+        Command::Cluster(c) => runtime()?.block_on(cli::cluster::cluster(c)),
+        Command::Backup(b) => runtime()?.block_on(cli::cluster::backup(b)),
+        Command::Restore(r) => cli::cluster::restore(r),
+        Command::State(s) => runtime()?.block_on(cli::cluster::state(s)),
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }

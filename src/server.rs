@@ -12,9 +12,45 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::auth::{AnonymousRealm, StaticAuthenticator, keyfile};
 use crate::config::{FileConfig, RealmConfig, global_realm};
+use crate::replica::Replica;
 use crate::router::{Router, RouterOptions, Session};
 use crate::transport::{self, Acceptor, Outgoing, TransportConfig};
 use crate::wamp::Protocol;
+
+/// The replica's redb file inside the data dir.
+pub const STATE_FILE: &str = "state.redb";
+
+/// How a replica enters its cluster on first start.
+#[derive(Debug, Clone)]
+pub enum Formation {
+    /// No cluster flags: a one-voter cluster of its own.
+    Single,
+    /// Form a new cluster (explicit `--bootstrap`, or StatefulSet ordinal 0).
+    Bootstrap,
+    /// Ask one of these replicas to take it in.
+    Join(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub node_id: u64,
+    pub peer_listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub formation: Formation,
+    pub write_timeout: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_id: 1,
+            peer_listen: "127.0.0.1:9401".parse().expect("valid default"),
+            advertise: None,
+            formation: Formation::Single,
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 /// Everything `fabric-master start` needs, after flags, environment and file are merged.
 #[derive(Debug)]
@@ -27,6 +63,7 @@ pub struct Settings {
     pub call_timeout_ms: Option<u64>,
     pub outbox_capacity: usize,
     pub realms: Vec<RealmConfig>,
+    pub cluster: ClusterSettings,
 }
 
 impl Settings {
@@ -52,6 +89,7 @@ impl Settings {
             call_timeout_ms: file.call_timeout_ms.filter(|t| *t > 0),
             outbox_capacity: file.outbox_capacity.unwrap_or(65_536),
             realms: file.realms,
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -59,6 +97,7 @@ impl Settings {
 /// The transport's view of the router.
 pub struct Gateway {
     router: Arc<Router>,
+    replica: Arc<Replica>,
     ready: AtomicBool,
 }
 
@@ -74,14 +113,26 @@ impl Acceptor for Gateway {
     }
 
     fn ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        // Not ready while shutting down, or while this replica cannot commit writes.
+        self.ready.load(Ordering::Relaxed) && self.replica.has_quorum()
     }
 
     fn metrics(&self) -> String {
+        let s = self.replica.status();
         format!(
-            "# TYPE fabric_sessions gauge\nfabric_sessions {}\n# TYPE fabric_realms gauge\nfabric_realms {}\n",
+            "# TYPE fabric_sessions gauge\nfabric_sessions {}\n# TYPE fabric_realms gauge\nfabric_realms {}\n\
+             # TYPE fabric_raft_is_leader gauge\nfabric_raft_is_leader {}\n\
+             # TYPE fabric_raft_has_quorum gauge\nfabric_raft_has_quorum {}\n\
+             # TYPE fabric_raft_term gauge\nfabric_raft_term {}\n\
+             # TYPE fabric_raft_last_applied gauge\nfabric_raft_last_applied {}\n\
+             # TYPE fabric_raft_voters gauge\nfabric_raft_voters {}\n",
             self.router.session_count(),
-            self.router.realm_names().len()
+            self.router.realm_names().len(),
+            u8::from(s.leader == Some(s.id)),
+            u8::from(s.has_quorum),
+            s.term,
+            s.last_applied.unwrap_or(0),
+            s.voters.len(),
         )
     }
 }
@@ -149,12 +200,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for r in &realms {
         router.add_realm(r.spec());
     }
+    let replica = start_replica(&settings).await?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let local = listener.local_addr()?;
     let gateway = Arc::new(Gateway {
         router: router.clone(),
+        replica: replica.clone(),
         ready: AtomicBool::new(true),
     });
     tracing::info!(
@@ -178,6 +231,57 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Opens the replica's state, serves the peer service and enters the cluster.
+async fn start_replica(settings: &Settings) -> anyhow::Result<Arc<Replica>> {
+    let c = &settings.cluster;
+    let peer_listener = TcpListener::bind(c.peer_listen)
+        .await
+        .with_context(|| format!("binding peer address {}", c.peer_listen))?;
+    let advertise = match &c.advertise {
+        Some(a) => a.clone(),
+        None => peer_listener.local_addr()?.to_string(),
+    };
+    let path = settings.data_dir.join(STATE_FILE);
+    let db = crate::raft::open_database(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let replica = Replica::open(c.node_id, advertise.clone(), db, c.write_timeout).await?;
+    tokio::spawn({
+        let replica = replica.clone();
+        async move {
+            if let Err(e) = crate::peer::serve(peer_listener, replica).await {
+                tracing::error!("peer service stopped: {e:#}");
+            }
+        }
+    });
+    let initialized = replica.raft.is_initialized().await?;
+    match (&c.formation, initialized) {
+        (_, true) => tracing::info!("replica {} resumes with its data ({advertise})", c.node_id),
+        (Formation::Single | Formation::Bootstrap, false) => {
+            replica.bootstrap().await?;
+            tracing::info!("replica {} formed a new cluster ({advertise})", c.node_id);
+        }
+        (Formation::Join(seeds), false) => {
+            let seeds = seeds.clone();
+            let replica = replica.clone();
+            // Joining waits for a seed; meanwhile the replica serves and says "not ready".
+            tokio::spawn(async move {
+                for attempt in 0u64.. {
+                    let seed = &seeds[(attempt as usize) % seeds.len()];
+                    match replica.join_via(seed).await {
+                        Ok(()) => {
+                            tracing::info!("replica {} joined through {seed}", replica.id);
+                            return;
+                        }
+                        Err(e) => tracing::warn!("joining through {seed}: {e:#}"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
+    }
+    Ok(replica)
 }
 
 async fn shutdown_signal() -> std::io::Result<&'static str> {

@@ -41,6 +41,8 @@ fn start(extra: &[&str]) -> Master {
             "start",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--peer-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir.path().join("data"))

@@ -1,4 +1,6 @@
-//! Command line: `fabric-master start | keygen | version | bench`.
+//! Command line: `fabric-master start | keygen | version | bench | cluster | backup | restore | state`.
+
+pub mod cluster;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +47,14 @@ pub enum Command {
     Version,
     /// Load generator: measure a WAMP router (ours or the reference master).
     Bench(crate::bench::BenchArgs),
+    /// Inspect and change the replica membership of a running cluster.
+    Cluster(cluster::ClusterArgs),
+    /// Write a consistent snapshot of the state of a running cluster to a file.
+    Backup(cluster::BackupArgs),
+    /// Turn a backup into a fresh data dir for the first replica of a new cluster.
+    Restore(cluster::RestoreArgs),
+    /// Read objects from the replicated state (linearizable).
+    State(cluster::StateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -77,6 +87,35 @@ pub struct StartArgs {
     /// Timeout for calls that set none of their own (0 = none).
     #[arg(long, env = "FABRIC_CALL_TIMEOUT_MS")]
     pub call_timeout_ms: Option<u64>,
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+}
+
+/// How this replica finds its cluster.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterFlags {
+    /// Raft id of this replica (default 1, or the StatefulSet ordinal + 1 with --peers-template).
+    #[arg(long, env = "FABRIC_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// gRPC listen address for the other replicas and the `cluster`/`backup` commands.
+    #[arg(long, env = "FABRIC_PEER_LISTEN", default_value = "127.0.0.1:9401")]
+    pub peer_listen: SocketAddr,
+    /// Peer address the other replicas use to reach this one (default: the bound peer address).
+    #[arg(long, env = "FABRIC_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Form a new cluster with this replica as its only voter (ignored once initialized).
+    #[arg(long, env = "FABRIC_BOOTSTRAP", conflicts_with = "join")]
+    pub bootstrap: bool,
+    /// Join the cluster of the replica at this peer address (ignored once a member).
+    #[arg(long, env = "FABRIC_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// StatefulSet mode: peer address of replica `{}` (e.g. `fm-{}.fm-peers:9401`). The
+    /// ordinal comes from the host name; ordinal 0 bootstraps, the others join a lower one.
+    #[arg(long, env = "FABRIC_PEERS_TEMPLATE", conflicts_with_all = ["join", "bootstrap"])]
+    pub peers_template: Option<String>,
+    /// How long a write may wait for a leader and a quorum before it fails.
+    #[arg(long, env = "FABRIC_WRITE_TIMEOUT_MS", default_value_t = 5000)]
+    pub write_timeout_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -109,8 +148,53 @@ impl StartArgs {
         file.ping_interval_ms = self.ping_interval_ms.or(file.ping_interval_ms);
         file.ping_timeout_ms = self.ping_timeout_ms.or(file.ping_timeout_ms);
         file.call_timeout_ms = self.call_timeout_ms.or(file.call_timeout_ms);
-        Ok(Settings::from_file(file))
+        let mut settings = Settings::from_file(file);
+        settings.cluster = self.cluster.resolve()?;
+        Ok(settings)
     }
+}
+
+impl ClusterFlags {
+    fn resolve(self) -> anyhow::Result<crate::server::ClusterSettings> {
+        use crate::server::{ClusterSettings, Formation};
+        let mut settings = ClusterSettings {
+            node_id: self.node_id.unwrap_or(1),
+            peer_listen: self.peer_listen,
+            advertise: self.advertise,
+            formation: if self.bootstrap {
+                Formation::Bootstrap
+            } else if !self.join.is_empty() {
+                Formation::Join(self.join)
+            } else {
+                Formation::Single
+            },
+            write_timeout: std::time::Duration::from_millis(self.write_timeout_ms),
+        };
+        if let Some(template) = self.peers_template {
+            let ordinal = host_ordinal()?;
+            let peer = |i: u64| template.replace("{}", &i.to_string());
+            settings.node_id = self.node_id.unwrap_or(ordinal + 1);
+            settings.advertise = Some(settings.advertise.unwrap_or_else(|| peer(ordinal)));
+            settings.formation = if ordinal == 0 {
+                Formation::Bootstrap
+            } else {
+                Formation::Join((0..ordinal).map(peer).collect())
+            };
+        }
+        Ok(settings)
+    }
+}
+
+/// The trailing `-N` of the host name, as Kubernetes gives StatefulSet pods.
+fn host_ordinal() -> anyhow::Result<u64> {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_default();
+    let host = host.trim();
+    host.rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .with_context(|| format!("host name {host:?} has no StatefulSet ordinal (NAME-N)"))
 }
 
 pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
@@ -125,7 +209,7 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
 
 pub fn init_logging(format: LogFormat) {
     let filter =
-        tracing_subscriber::EnvFilter::try_from_env("FABRIC_LOG").unwrap_or_else(|_| "info".into());
+        tracing_subscriber::EnvFilter::try_from_env("FABRIC_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

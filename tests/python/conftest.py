@@ -226,6 +226,8 @@ class Master:
             "start",
             "--listen",
             f"127.0.0.1:{self.port}",
+            "--peer-listen",
+            "127.0.0.1:0",
             "--data-dir",
             str(self.data_dir),
             "--superuser",

@@ -1,0 +1,232 @@
+//! `fabric-master cluster | backup | restore | state`: operate a running cluster over the
+//! peer gRPC service, and restore a backup into a fresh data dir.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+
+use crate::peer::{client, pb};
+use crate::replica::{Query, Status};
+use crate::store::Kind;
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Peer address of any running replica.
+    #[arg(long, env = "FABRIC_PEER", default_value = "127.0.0.1:9401")]
+    pub peer: String,
+    #[command(subcommand)]
+    pub action: ClusterAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterAction {
+    /// Print the replica's view of the cluster as JSON.
+    Status,
+    /// Add a replica: as a learner, then (unless --learner) as a voter once caught up.
+    Add {
+        #[arg(long)]
+        node_id: u64,
+        /// The new replica's advertised peer address.
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a replica from the membership.
+    Remove {
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Make another voter the leader.
+    TransferLeader {
+        #[arg(long)]
+        node_id: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    #[arg(long, env = "FABRIC_PEER", default_value = "127.0.0.1:9401")]
+    pub peer: String,
+    /// File to write the backup to.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// A file written by `backup`.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// A fresh data dir; start the first replica on it afterwards.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Raft id of the replica that will run on this data dir.
+    #[arg(long, default_value_t = 1)]
+    pub node_id: u64,
+    /// Peer address that replica will advertise.
+    #[arg(long, default_value = "127.0.0.1:9401")]
+    pub advertise: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StateArgs {
+    #[arg(long, env = "FABRIC_PEER", default_value = "127.0.0.1:9401")]
+    pub peer: String,
+    #[command(subcommand)]
+    pub query: StateQuery,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateQuery {
+    /// One object by primary key.
+    Get { kind: String, key: String },
+    /// Objects whose key starts with a prefix.
+    List {
+        kind: String,
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Number of objects of a kind.
+    Count { kind: String },
+}
+
+fn parse_kind(name: &str) -> anyhow::Result<Kind> {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.name() == name)
+        .with_context(|| {
+            let names: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown kind {name:?}; kinds: {}", names.join(", "))
+        })
+}
+
+async fn status_of(peer: &str) -> anyhow::Result<Status> {
+    let reply = client(peer)?
+        .status(pb::StatusRequest {})
+        .await
+        .with_context(|| format!("asking {peer} for its status"))?;
+    Ok(serde_json::from_slice(&reply.into_inner().json)?)
+}
+
+fn membership_result(json: &[u8]) -> anyhow::Result<serde_json::Value> {
+    let res: Result<serde_json::Value, String> = serde_json::from_slice(json)?;
+    res.map_err(|e| anyhow::anyhow!(e))
+}
+
+pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
+    let peer = args.peer.as_str();
+    let out = match args.action {
+        ClusterAction::Status => serde_json::to_value(status_of(peer).await?)?,
+        ClusterAction::Add {
+            node_id,
+            addr,
+            learner,
+        } => {
+            let reply = client(peer)?
+                .join(pb::JoinRequest {
+                    node_id,
+                    addr,
+                    voter: !learner,
+                })
+                .await?;
+            membership_result(&reply.into_inner().json)?
+        }
+        ClusterAction::Remove { node_id } => {
+            let reply = client(peer)?.remove(pb::RemoveRequest { node_id }).await?;
+            membership_result(&reply.into_inner().json)?
+        }
+        ClusterAction::TransferLeader { node_id } => {
+            let status = status_of(peer).await?;
+            if !status.voters.contains(&node_id) {
+                bail!("replica {node_id} is not a voter ({:?})", status.voters);
+            }
+            let target = status
+                .nodes
+                .get(&node_id)
+                .context("target has no address")?
+                .clone();
+            // openraft 0.9 has no leadership transfer: the target starts an election, which
+            // it wins when its log is up to date (it is a voter the leader replicates to).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let now = status_of(&target).await?;
+                if now.leader == Some(node_id) {
+                    break serde_json::to_value(now)?;
+                }
+                if Instant::now() > deadline {
+                    bail!("replica {node_id} did not become leader within 10 s");
+                }
+                client(&target)?.trigger_elect(pb::ElectRequest {}).await?;
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let mut stream = client(&args.peer)?
+        .backup(pb::BackupRequest {})
+        .await
+        .with_context(|| format!("backup from {}", args.peer))?
+        .into_inner();
+    let mut data = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        data.extend_from_slice(&chunk?.data);
+    }
+    let objects = crate::store::snapshot::object_count(&data)?;
+    let tmp = args.out.with_extension("partial");
+    std::fs::write(&tmp, &data).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &args.out)?;
+    eprintln!(
+        "wrote {} ({} bytes, {objects} objects)",
+        args.out.display(),
+        data.len()
+    );
+    Ok(())
+}
+
+pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let data = std::fs::read(&args.from).with_context(|| format!("reading {}", args.from.display()))?;
+    let objects = crate::store::snapshot::object_count(&data).context("not a backup file")?;
+    std::fs::create_dir_all(&args.data_dir)?;
+    let path = args.data_dir.join(crate::server::STATE_FILE);
+    let db = crate::raft::open_database(&path)?;
+    crate::raft::restore_into(&db, &data, args.node_id, &args.advertise)?;
+    eprintln!(
+        "restored {objects} objects into {} as replica {} ({})",
+        path.display(),
+        args.node_id,
+        args.advertise
+    );
+    Ok(())
+}
+
+pub async fn state(args: StateArgs) -> anyhow::Result<()> {
+    let query = match args.query {
+        StateQuery::Get { kind, key } => Query::Get {
+            kind: parse_kind(&kind)?,
+            key,
+        },
+        StateQuery::List { kind, prefix } => Query::List {
+            kind: parse_kind(&kind)?,
+            prefix,
+        },
+        StateQuery::Count { kind } => Query::Count {
+            kind: parse_kind(&kind)?,
+        },
+    };
+    let reply = client(&args.peer)?
+        .query(pb::QueryRequest {
+            query: serde_json::to_vec(&query)?,
+        })
+        .await?;
+    let res: Result<serde_json::Value, String> = serde_json::from_slice(&reply.into_inner().result)?;
+    println!("{}", serde_json::to_string_pretty(&res.map_err(|e| anyhow::anyhow!(e))?)?);
+    Ok(())
+}

@@ -1,0 +1,474 @@
+//! The replicated state as the rest of the master sees it: propose a command from any
+//! replica (followers forward to the leader), read linearizably, change the membership.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use redb::{Database, ReadableDatabase};
+use serde::{Deserialize, Serialize};
+
+use crate::peer::{Clients, pb};
+use crate::raft::{self, LogStore, Network, NodeId, Raft, StateMachine};
+use crate::store::{ApplyError, Command, Index, Kind, Reader, StoreError};
+
+/// Why a proposal did not produce an answer. Crosses the wire when a write is forwarded.
+#[derive(thiserror::Error, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum ProposeError {
+    #[error(transparent)]
+    Refused(#[from] ApplyError),
+    #[error("this replica is not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<String> },
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
+    #[error("the write was not confirmed within {0} ms; it may still be applied")]
+    Timeout(u64),
+    #[error("replica failure: {0}")]
+    Fatal(String),
+}
+
+impl ProposeError {
+    /// The WAMP error URI for a client.
+    pub fn uri(&self) -> &'static str {
+        match self {
+            ProposeError::Refused(e) => e.uri(),
+            ProposeError::NotLeader { .. } | ProposeError::NoQuorum(_) => {
+                "fabric.error.no-quorum"
+            }
+            ProposeError::Timeout(_) => "wamp.error.timeout",
+            ProposeError::Fatal(_) => "wamp.error.runtime_error",
+        }
+    }
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum ReadError {
+    #[error("no quorum to confirm a linearizable read: {0}")]
+    NoQuorum(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A read for the CLI and tests; the management API reads through [`Replica::read`].
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(tag = "q", rename_all = "snake_case")]
+pub enum Query {
+    Get { kind: Kind, key: String },
+    List { kind: Kind, prefix: String },
+    Count { kind: Kind },
+    Lookup { index: Index, key: String },
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Status {
+    pub id: NodeId,
+    pub advertise: String,
+    pub state: String,
+    pub leader: Option<NodeId>,
+    pub leader_addr: Option<String>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub last_applied: Option<u64>,
+    pub snapshot: Option<u64>,
+    pub purged: Option<u64>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub nodes: BTreeMap<NodeId, String>,
+    /// Whether this replica can currently commit writes (a leader heard from recently).
+    pub has_quorum: bool,
+}
+
+pub struct Replica {
+    pub id: NodeId,
+    pub advertise: String,
+    pub raft: Raft,
+    pub db: Arc<Database>,
+    clients: Clients,
+    write_timeout: Duration,
+    started: Instant,
+    /// Milliseconds since `started` when a leader last reached us (or we reached a quorum).
+    leader_contact_ms: AtomicU64,
+}
+
+const NO_CONTACT: u64 = u64::MAX;
+
+impl Replica {
+    /// Opens the replica's redb file and starts its raft node (not yet part of a cluster).
+    pub async fn open(
+        id: NodeId,
+        advertise: String,
+        db: Arc<Database>,
+        write_timeout: Duration,
+    ) -> anyhow::Result<Arc<Replica>> {
+        let clients = Clients::default();
+        let config = Arc::new(raft::config().validate()?);
+        let raft = Raft::new(
+            id,
+            config,
+            Network::new(clients.clone()),
+            LogStore::new(db.clone()),
+            StateMachine::new(db.clone()),
+        )
+        .await?;
+        let replica = Arc::new(Replica {
+            id,
+            advertise,
+            raft,
+            db,
+            clients,
+            write_timeout,
+            started: Instant::now(),
+            leader_contact_ms: AtomicU64::new(NO_CONTACT),
+        });
+        replica.clone().watch_leader_contact();
+        Ok(replica)
+    }
+
+    /// Keeps `leader_contact_ms` fresh from raft metrics: a leader counts its quorum acks,
+    /// a follower counts heartbeats it receives (through changes of the metrics).
+    fn watch_leader_contact(self: Arc<Self>) {
+        let weak = Arc::downgrade(&self);
+        let mut metrics = self.raft.metrics();
+        drop(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    changed = metrics.changed() => if changed.is_err() { return },
+                    _ = tick.tick() => {}
+                }
+                let Some(me) = weak.upgrade() else { return };
+                let m = metrics.borrow().clone();
+                let now = me.started.elapsed().as_millis() as u64;
+                let fresh = match m.state {
+                    ServerState::Leader => {
+                        m.millis_since_quorum_ack.map(|a| now.saturating_sub(a))
+                    }
+                    _ => None,
+                };
+                if let Some(t) = fresh {
+                    me.leader_contact_ms.store(t, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    /// Called by the peer service whenever the leader's append-entries reaches us.
+    pub fn leader_contacted(&self) {
+        self.leader_contact_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn has_quorum(&self) -> bool {
+        let last = self.leader_contact_ms.load(Ordering::Relaxed);
+        if last == NO_CONTACT {
+            return false;
+        }
+        let limit = raft::config().election_timeout_max * 2;
+        self.started.elapsed().as_millis() as u64 <= last + limit
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config.membership().voter_ids().next().is_some()
+    }
+
+    /// Forms a new one-voter cluster (a no-op if this replica already has a membership).
+    pub async fn bootstrap(&self) -> anyhow::Result<()> {
+        if self.is_initialized() {
+            return Ok(());
+        }
+        let members = BTreeMap::from([(
+            self.id,
+            BasicNode {
+                addr: self.advertise.clone(),
+            },
+        )]);
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Asks a running replica (any; it forwards to the leader) to take this one in.
+    pub async fn join_via(&self, seed: &str) -> anyhow::Result<()> {
+        let mut client = crate::peer::client(seed)?;
+        let reply = client
+            .join(pb::JoinRequest {
+                node_id: self.id,
+                addr: self.advertise.clone(),
+                voter: true,
+            })
+            .await?
+            .into_inner();
+        let res: Result<serde_json::Value, String> = serde_json::from_slice(&reply.json)?;
+        res.map(|_| ()).map_err(|e| anyhow::anyhow!(e))
+    }
+
+    fn leader_addr(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// Proposes a command; on a follower it is forwarded to the leader.
+    pub async fn propose(&self, cmd: Command) -> Result<serde_json::Value, ProposeError> {
+        let deadline = Instant::now() + self.write_timeout;
+        loop {
+            let res = match self.leader_addr() {
+                Some((leader, _)) if leader == self.id => self.propose_here(cmd.clone()).await,
+                Some((_, addr)) => self.forward(&addr, &cmd, deadline).await,
+                None => Err(ProposeError::NotLeader { leader: None }),
+            };
+            match res {
+                Err(ProposeError::NotLeader { .. }) if Instant::now() < deadline => {
+                    // An election is under way or our view of the leader is stale.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(ProposeError::NotLeader { .. }) => {
+                    return Err(ProposeError::NoQuorum(format!(
+                        "no leader was reachable within {} ms",
+                        self.write_timeout.as_millis()
+                    )));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        addr: &str,
+        cmd: &Command,
+        deadline: Instant,
+    ) -> Result<serde_json::Value, ProposeError> {
+        let mut client = self
+            .clients
+            .get(addr)
+            .map_err(|e| ProposeError::Fatal(e.to_string()))?;
+        let mut req = tonic::Request::new(pb::Proposal {
+            command: serde_json::to_vec(cmd).expect("commands serialize"),
+        });
+        req.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        match client.propose(req).await {
+            Ok(reply) => serde_json::from_slice(&reply.into_inner().result)
+                .map_err(|e| ProposeError::Fatal(format!("bad reply from leader: {e}")))?,
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
+                Err(ProposeError::Timeout(self.write_timeout.as_millis() as u64))
+            }
+            // The leader is gone or unreachable: wait for the next one.
+            Err(_) => Err(ProposeError::NotLeader { leader: None }),
+        }
+    }
+
+    /// Proposes on this replica, which must be the leader.
+    pub async fn propose_here(&self, cmd: Command) -> Result<serde_json::Value, ProposeError> {
+        let write = tokio::time::timeout(self.write_timeout, self.raft.client_write(cmd));
+        match write.await {
+            Ok(Ok(resp)) => resp.data.map_err(ProposeError::Refused),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(ProposeError::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Ok(Err(e)) => Err(ProposeError::Fatal(e.to_string())),
+            Err(_) => Err(ProposeError::Timeout(self.write_timeout.as_millis() as u64)),
+        }
+    }
+
+    /// Waits until this replica's state reflects every write acknowledged before the call.
+    pub async fn linearize(&self) -> Result<(), ReadError> {
+        let timeout = self.write_timeout;
+        let index = match self.leader_addr() {
+            Some((leader, _)) if leader == self.id => {
+                let r = tokio::time::timeout(timeout, self.raft.get_read_log_id()).await;
+                match r {
+                    Ok(Ok((read, _))) => read.map(|l| l.index),
+                    Ok(Err(e)) => return Err(ReadError::NoQuorum(e.to_string())),
+                    Err(_) => return Err(ReadError::NoQuorum("leadership not confirmed".into())),
+                }
+            }
+            Some((_, addr)) => {
+                let mut client = self
+                    .clients
+                    .get(&addr)
+                    .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
+                let mut req = tonic::Request::new(pb::ReadIndexRequest {});
+                req.set_timeout(timeout);
+                client
+                    .read_index(req)
+                    .await
+                    .map_err(|e| ReadError::NoQuorum(e.message().to_string()))?
+                    .into_inner()
+                    .index
+            }
+            None => return Err(ReadError::NoQuorum("no leader".into())),
+        };
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(index, "linearizable read")
+            .await
+            .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
+        Ok(())
+    }
+
+    /// A consistent view of the local state, without a freshness check.
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        Ok(Reader::new(txn))
+    }
+
+    /// A linearizable view: it contains every write acknowledged before the call.
+    pub async fn read(&self) -> Result<Reader, ReadError> {
+        self.linearize().await?;
+        Ok(self.reader()?)
+    }
+
+    pub async fn query(&self, q: Query) -> Result<serde_json::Value, String> {
+        let r = self.read().await.map_err(|e| e.to_string())?;
+        let out = match q {
+            Query::Get { kind, key } => r
+                .get_json(kind, &key)
+                .map(|v| v.unwrap_or(serde_json::Value::Null)),
+            Query::List { kind, prefix } => r.list_json(kind, &prefix).map(|items| {
+                serde_json::Value::Array(items.into_iter().map(|(_, v)| v).collect())
+            }),
+            Query::Count { kind } => r.count(kind).map(serde_json::Value::from),
+            Query::Lookup { index, key } => r.index_keys(index, &key).map(|keys| {
+                serde_json::Value::Array(keys.into_iter().map(serde_json::Value::String).collect())
+            }),
+        };
+        out.map_err(|e| e.to_string())
+    }
+
+    pub fn status(&self) -> Status {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        Status {
+            id: self.id,
+            advertise: self.advertise.clone(),
+            state: format!("{:?}", m.state),
+            leader: m.current_leader,
+            leader_addr: m
+                .current_leader
+                .and_then(|l| membership.get_node(&l).map(|n| n.addr.clone())),
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            snapshot: m.snapshot.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
+            learners: membership.learner_ids().collect(),
+            voters: voters.into_iter().collect(),
+            nodes: membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
+            has_quorum: self.has_quorum(),
+        }
+    }
+
+    /// Adds a replica as a learner, then (with `voter`) as a voter. Runs on the leader;
+    /// other replicas pass it on.
+    pub async fn join(&self, id: NodeId, addr: String, voter: bool) -> Result<serde_json::Value, String> {
+        match self.leader_addr() {
+            Some((leader, _)) if leader == self.id => {}
+            Some((_, leader_addr)) => {
+                let mut client = self.clients.get(&leader_addr).map_err(|e| e.to_string())?;
+                let reply = client
+                    .join(pb::JoinRequest {
+                        node_id: id,
+                        addr,
+                        voter,
+                    })
+                    .await
+                    .map_err(|e| e.message().to_string())?;
+                return serde_json::from_slice(&reply.into_inner().json)
+                    .map_err(|e| e.to_string())?;
+            }
+            None => return Err("no leader".into()),
+        }
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let known = membership.get_node(&id).map(|n| n.addr.clone());
+        if known.as_deref() != Some(addr.as_str()) {
+            self.raft
+                .add_learner(id, BasicNode { addr: addr.clone() }, true)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        if voter && !is_voter {
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        tracing::info!("replica {id} at {addr} joined (voter: {voter})");
+        Ok(serde_json::to_value(self.status()).expect("status serializes"))
+    }
+
+    /// Removes a replica from the membership (voter or learner). Runs on the leader.
+    pub async fn remove(&self, id: NodeId) -> Result<serde_json::Value, String> {
+        match self.leader_addr() {
+            Some((leader, _)) if leader == self.id => {}
+            Some((_, leader_addr)) => {
+                let mut client = self.clients.get(&leader_addr).map_err(|e| e.to_string())?;
+                let reply = client
+                    .remove(pb::RemoveRequest { node_id: id })
+                    .await
+                    .map_err(|e| e.message().to_string())?;
+                return serde_json::from_slice(&reply.into_inner().json)
+                    .map_err(|e| e.to_string())?;
+            }
+            None => return Err("no leader".into()),
+        }
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        if membership.voter_ids().any(|v| v == id) {
+            let remaining: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != id).collect();
+            if remaining.is_empty() {
+                return Err("cannot remove the last voter".into());
+            }
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let m = self.raft.metrics().borrow().clone();
+        if m.membership_config.membership().get_node(&id).is_some() {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        // The nodes whose sessions it held are no longer reachable through it.
+        if let Err(e) = self.propose(Command::PresenceDropReplica { replica_id: id }).await {
+            tracing::warn!("dropping presence of removed replica {id}: {e}");
+        }
+        tracing::info!("replica {id} removed");
+        Ok(serde_json::to_value(self.status()).expect("status serializes"))
+    }
+
+    /// A consistent dump of the state after a linearizable read.
+    pub async fn backup(&self) -> Result<Vec<u8>, ReadError> {
+        self.linearize().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            crate::store::snapshot::dump(&txn)
+        })
+        .await
+        .map_err(|e| ReadError::NoQuorum(e.to_string()))?
+        .map_err(ReadError::Store)
+    }
+}

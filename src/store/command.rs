@@ -1,0 +1,93 @@
+//! The commands that change durable state. A proposer fills in everything that is not a
+//! function of the state (oids, timestamps, codes), so applying one is deterministic.
+
+use serde::{Deserialize, Serialize};
+
+use super::Kind;
+use super::model::*;
+
+/// Any stored object, tagged with its kind.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "kind", content = "record", rename_all = "snake_case")]
+pub enum AnyRecord {
+    Organization(Organization),
+    User(User),
+    ActivationToken(ActivationToken),
+    ManagementRealm(ManagementRealm),
+    UserMrealmRole(UserMrealmRole),
+    UserOrganizationRole(UserOrganizationRole),
+    Node(Node),
+    ApplicationRealm(ApplicationRealm),
+    Role(Role),
+    Permission(Permission),
+    Principal(Principal),
+    Credential(Credential),
+    ArealmRoleAssociation(ArealmRoleAssociation),
+    RouterCluster(RouterCluster),
+    RouterClusterNodeMembership(RouterClusterNodeMembership),
+    RouterWorkerGroup(RouterWorkerGroup),
+    RouterWorkerGroupClusterPlacement(RouterWorkerGroupClusterPlacement),
+    WebCluster(WebCluster),
+    WebClusterNodeMembership(WebClusterNodeMembership),
+    WebService(WebService),
+    Trace(Trace),
+    Presence(Presence),
+}
+
+/// A precondition on an object's `status` field, checked at apply time so concurrent
+/// start/stop requests are decided by log order.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum StatusRule {
+    /// Start: the object must be in one of these states, else `cannot_start`.
+    StartFrom(Vec<String>),
+    /// Stop: the object must be in one of these states, else `cannot_stop`.
+    StopFrom(Vec<String>),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Stores a new object; its unique lookups must be free and its parents must exist.
+    Insert { record: AnyRecord },
+    /// Stores an object, replacing the one with the same key (role sets, settings).
+    Upsert { record: AnyRecord },
+    /// Merges `delta` into an object's fields. Key fields cannot change.
+    Modify {
+        kind: Kind,
+        key: String,
+        delta: Extra,
+        #[serde(default)]
+        status_rule: Option<StatusRule>,
+    },
+    /// Deletes an object and what it owns. Objects that depend on it without being owned
+    /// (nodes paired to a realm, principals using a role) refuse the delete unless `cascade`.
+    Delete {
+        kind: Kind,
+        key: String,
+        #[serde(default)]
+        cascade: bool,
+    },
+    /// Stores an activation token, replacing any earlier one for the same e-mail and key.
+    IssueActivationToken { token: ActivationToken },
+    /// Marks a pending token active and, for a registration, creates the user.
+    ActivateToken {
+        token_oid: Oid,
+        completed: i64,
+        new_user: Option<User>,
+    },
+    /// Pairs a node (by pubkey) with a management realm. A known unpaired node keeps its oid.
+    PairNode { node: Node },
+    /// Clears a node's pairing and its presence.
+    UnpairNode { oid: Oid },
+    /// Adds a worker group to a router cluster together with its placements.
+    AddWorkerGroup {
+        group: RouterWorkerGroup,
+        placements: Vec<RouterWorkerGroupClusterPlacement>,
+    },
+    /// A node's session joined on a replica; replaces any older presence of that node.
+    PresenceJoin { presence: Presence },
+    /// A node's session left; only removes the record of that very session.
+    PresenceLeave { node_oid: Oid, session_id: u64 },
+    /// A replica left the cluster or missed its lease: forget every node it held.
+    PresenceDropReplica { replica_id: u64 },
+}

@@ -1,0 +1,106 @@
+//! Typed reads over one consistent read transaction.
+
+use redb::{ReadTransaction, ReadableTableMetadata};
+
+use super::model::Record;
+use super::{Index, Kind, StoreError};
+
+pub struct Reader {
+    txn: ReadTransaction,
+}
+
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+impl Reader {
+    pub fn new(txn: ReadTransaction) -> Reader {
+        Reader { txn }
+    }
+
+    pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>, StoreError> {
+        let table = self.txn.open_table(R::KIND.table())?;
+        match table.get(key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(|source| {
+                StoreError::Corrupt {
+                    table: R::KIND.name(),
+                    source,
+                }
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The raw JSON of an object of any kind.
+    pub fn get_json(&self, kind: Kind, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let table = self.txn.open_table(kind.table())?;
+        match table.get(key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(|source| {
+                StoreError::Corrupt {
+                    table: kind.name(),
+                    source,
+                }
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Objects whose key starts with `prefix`, in key order.
+    pub fn list<R: Record>(&self, prefix: &str) -> Result<Vec<R>, StoreError> {
+        Ok(self
+            .list_json(R::KIND, prefix)?
+            .into_iter()
+            .map(|(_, v)| serde_json::from_value(v))
+            .collect::<Result<_, _>>()
+            .map_err(|source| StoreError::Corrupt {
+                table: R::KIND.name(),
+                source,
+            })?)
+    }
+
+    pub fn list_json(
+        &self,
+        kind: Kind,
+        prefix: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let table = self.txn.open_table(kind.table())?;
+        let end = prefix_end(prefix);
+        let mut out = Vec::new();
+        for item in table.range(prefix..end.as_str())? {
+            let (k, v) = item?;
+            let json = serde_json::from_slice(v.value()).map_err(|source| StoreError::Corrupt {
+                table: kind.name(),
+                source,
+            })?;
+            out.push((k.value().to_string(), json));
+        }
+        Ok(out)
+    }
+
+    pub fn count(&self, kind: Kind) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(kind.table())?.len()?)
+    }
+
+    /// The object a unique index entry points at.
+    pub fn lookup<R: Record>(&self, index: Index, ikey: &str) -> Result<Option<R>, StoreError> {
+        let pk = {
+            let table = self.txn.open_table(index.table())?;
+            table.get(ikey)?.map(|v| v.value().to_string())
+        };
+        match pk {
+            Some(pk) => self.get(&pk),
+            None => Ok(None),
+        }
+    }
+
+    /// Primary keys of the index entries starting with `prefix`.
+    pub fn index_keys(&self, index: Index, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let table = self.txn.open_table(index.table())?;
+        let end = prefix_end(prefix);
+        let mut out = Vec::new();
+        for item in table.range(prefix..end.as_str())? {
+            out.push(item?.1.value().to_string());
+        }
+        Ok(out)
+    }
+}
