@@ -244,8 +244,8 @@ async fn start_replica(settings: &Settings) -> anyhow::Result<Arc<Replica>> {
         None => peer_listener.local_addr()?.to_string(),
     };
     let path = settings.data_dir.join(STATE_FILE);
-    let db = crate::raft::open_database(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let db =
+        crate::raft::open_database(&path).with_context(|| format!("opening {}", path.display()))?;
     let replica = Replica::open(c.node_id, advertise.clone(), db, c.write_timeout).await?;
     tokio::spawn({
         let replica = replica.clone();

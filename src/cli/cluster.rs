@@ -192,7 +192,8 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
 }
 
 pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
-    let data = std::fs::read(&args.from).with_context(|| format!("reading {}", args.from.display()))?;
+    let data =
+        std::fs::read(&args.from).with_context(|| format!("reading {}", args.from.display()))?;
     let objects = crate::store::snapshot::object_count(&data).context("not a backup file")?;
     std::fs::create_dir_all(&args.data_dir)?;
     let path = args.data_dir.join(crate::server::STATE_FILE);
@@ -226,7 +227,11 @@ pub async fn state(args: StateArgs) -> anyhow::Result<()> {
             query: serde_json::to_vec(&query)?,
         })
         .await?;
-    let res: Result<serde_json::Value, String> = serde_json::from_slice(&reply.into_inner().result)?;
-    println!("{}", serde_json::to_string_pretty(&res.map_err(|e| anyhow::anyhow!(e))?)?);
+    let res: Result<serde_json::Value, String> =
+        serde_json::from_slice(&reply.into_inner().result)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&res.map_err(|e| anyhow::anyhow!(e))?)?
+    );
     Ok(())
 }

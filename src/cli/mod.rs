@@ -208,8 +208,8 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
 }
 
 pub fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("FABRIC_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FABRIC_LOG")
+        .unwrap_or_else(|_| "info,openraft=warn".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

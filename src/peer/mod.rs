@@ -107,10 +107,13 @@ impl pb::peer_server::Peer for PeerService {
         &self,
         req: Request<pb::Proposal>,
     ) -> Result<Response<pb::ProposalReply>, Status> {
-        let cmd = decode(&req.into_inner().command)?;
-        // A forwarded write is proposed here or refused; it is never forwarded again, so
-        // a leadership change cannot bounce it around. The origin retries.
-        let res: Result<serde_json::Value, ProposeError> = self.replica.propose_here(cmd).await;
+        let proposal = req.into_inner();
+        let cmd = decode(&proposal.command)?;
+        let res: Result<serde_json::Value, ProposeError> = if proposal.forwarded {
+            self.replica.propose_here(cmd).await
+        } else {
+            self.replica.propose(cmd).await
+        };
         Ok(Response::new(pb::ProposalReply { result: json(&res) }))
     }
 
@@ -177,7 +180,8 @@ impl pb::peer_server::Peer for PeerService {
         Ok(Response::new(pb::QueryReply { result: json(&res) }))
     }
 
-    type BackupStream = futures_util::stream::Iter<std::vec::IntoIter<Result<pb::BackupChunk, Status>>>;
+    type BackupStream =
+        futures_util::stream::Iter<std::vec::IntoIter<Result<pb::BackupChunk, Status>>>;
 
     async fn backup(
         &self,
@@ -197,10 +201,7 @@ impl pb::peer_server::Peer for PeerService {
 }
 
 /// Serves the peer service until the process ends.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    replica: Arc<Replica>,
-) -> anyhow::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, replica: Arc<Replica>) -> anyhow::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::debug!("peer service on {local}");

@@ -274,7 +274,12 @@ fn build_snapshot(db: &Database) -> StorageResult<Snapshot<TypeConfig>> {
     let data = store::snapshot::dump(&txn).map_err(io)?;
     drop(txn);
     let snapshot_id = match last_applied {
-        Some(l) => format!("{}-{}-{}", l.leader_id, l.index, uuid::Uuid::new_v4().simple()),
+        Some(l) => format!(
+            "{}-{}-{}",
+            l.leader_id,
+            l.index,
+            uuid::Uuid::new_v4().simple()
+        ),
         None => format!("none-{}", uuid::Uuid::new_v4().simple()),
     };
     let meta = SnapshotMeta {

@@ -35,9 +35,7 @@ impl ProposeError {
     pub fn uri(&self) -> &'static str {
         match self {
             ProposeError::Refused(e) => e.uri(),
-            ProposeError::NotLeader { .. } | ProposeError::NoQuorum(_) => {
-                "fabric.error.no-quorum"
-            }
+            ProposeError::NotLeader { .. } | ProposeError::NoQuorum(_) => "fabric.error.no-quorum",
             ProposeError::Timeout(_) => "wamp.error.timeout",
             ProposeError::Fatal(_) => "wamp.error.runtime_error",
         }
@@ -144,9 +142,7 @@ impl Replica {
                 let m = metrics.borrow().clone();
                 let now = me.started.elapsed().as_millis() as u64;
                 let fresh = match m.state {
-                    ServerState::Leader => {
-                        m.millis_since_quorum_ack.map(|a| now.saturating_sub(a))
-                    }
+                    ServerState::Leader => m.millis_since_quorum_ack.map(|a| now.saturating_sub(a)),
                     _ => None,
                 };
                 if let Some(t) = fresh {
@@ -173,7 +169,11 @@ impl Replica {
 
     pub fn is_initialized(&self) -> bool {
         let m = self.raft.metrics().borrow().clone();
-        m.membership_config.membership().voter_ids().next().is_some()
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .next()
+            .is_some()
     }
 
     /// Forms a new one-voter cluster (a no-op if this replica already has a membership).
@@ -257,6 +257,7 @@ impl Replica {
             .map_err(|e| ProposeError::Fatal(e.to_string()))?;
         let mut req = tonic::Request::new(pb::Proposal {
             command: serde_json::to_vec(cmd).expect("commands serialize"),
+            forwarded: true,
         });
         req.set_timeout(deadline.saturating_duration_since(Instant::now()));
         match client.propose(req).await {
@@ -339,9 +340,9 @@ impl Replica {
             Query::Get { kind, key } => r
                 .get_json(kind, &key)
                 .map(|v| v.unwrap_or(serde_json::Value::Null)),
-            Query::List { kind, prefix } => r.list_json(kind, &prefix).map(|items| {
-                serde_json::Value::Array(items.into_iter().map(|(_, v)| v).collect())
-            }),
+            Query::List { kind, prefix } => r
+                .list_json(kind, &prefix)
+                .map(|items| serde_json::Value::Array(items.into_iter().map(|(_, v)| v).collect())),
             Query::Count { kind } => r.count(kind).map(serde_json::Value::from),
             Query::Lookup { index, key } => r.index_keys(index, &key).map(|keys| {
                 serde_json::Value::Array(keys.into_iter().map(serde_json::Value::String).collect())
@@ -379,7 +380,12 @@ impl Replica {
 
     /// Adds a replica as a learner, then (with `voter`) as a voter. Runs on the leader;
     /// other replicas pass it on.
-    pub async fn join(&self, id: NodeId, addr: String, voter: bool) -> Result<serde_json::Value, String> {
+    pub async fn join(
+        &self,
+        id: NodeId,
+        addr: String,
+        voter: bool,
+    ) -> Result<serde_json::Value, String> {
         match self.leader_addr() {
             Some((leader, _)) if leader == self.id => {}
             Some((_, leader_addr)) => {
@@ -452,7 +458,10 @@ impl Replica {
                 .map_err(|e| e.to_string())?;
         }
         // The nodes whose sessions it held are no longer reachable through it.
-        if let Err(e) = self.propose(Command::PresenceDropReplica { replica_id: id }).await {
+        if let Err(e) = self
+            .propose(Command::PresenceDropReplica { replica_id: id })
+            .await
+        {
             tracing::warn!("dropping presence of removed replica {id}: {e}");
         }
         tracing::info!("replica {id} removed");

@@ -220,7 +220,9 @@ impl Tx<'_> {
             Command::Delete { kind, key, cascade } => self.delete(*kind, key, *cascade),
             Command::IssueActivationToken { token } => {
                 let lookup = ActivationToken::lookup_key(&token.email, &token.pubkey);
-                if let Some(old) = self.lookup::<ActivationToken>(Index::TokenByEmailPubkey, &lookup)? {
+                if let Some(old) =
+                    self.lookup::<ActivationToken>(Index::TokenByEmailPubkey, &lookup)?
+                {
                     self.erase(&old)?;
                 }
                 self.insert(token)
@@ -277,7 +279,8 @@ impl Tx<'_> {
                 _ => Ok(Json::Bool(false)),
             },
             Command::PresenceDropReplica { replica_id } => {
-                let keys = self.index_scan(Index::PresenceByReplica, &format!("{replica_id:020}/"))?;
+                let keys =
+                    self.index_scan(Index::PresenceByReplica, &format!("{replica_id:020}/"))?;
                 for (_, pk) in &keys {
                     if let Some(p) = self.get::<Presence>(pk)? {
                         self.erase(&p)?;
@@ -334,12 +337,11 @@ impl Tx<'_> {
         let mut out = Vec::new();
         for item in table.range(prefix..end.as_str())? {
             let (k, v) = item?;
-            let json: Json = serde_json::from_slice(v.value()).map_err(|source| {
-                StoreError::Corrupt {
+            let json: Json =
+                serde_json::from_slice(v.value()).map_err(|source| StoreError::Corrupt {
                     table: kind.name(),
                     source,
-                }
-            })?;
+                })?;
             out.push((k.value().to_string(), json));
         }
         Ok(out)
@@ -445,10 +447,12 @@ impl Tx<'_> {
         delta: &Extra,
         status_rule: Option<&StatusRule>,
     ) -> Step<Json> {
-        let old = self.get::<R>(key)?.ok_or_else(|| ApplyError::NoSuchObject {
-            kind: R::KIND,
-            key: key.to_string(),
-        })?;
+        let old = self
+            .get::<R>(key)?
+            .ok_or_else(|| ApplyError::NoSuchObject {
+                kind: R::KIND,
+                key: key.to_string(),
+            })?;
         let mut json = to_json(&old);
         if let Some(rule) = status_rule {
             let status = json
@@ -505,7 +509,9 @@ impl Tx<'_> {
                 key: token_oid.to_string(),
             })?;
         if token.status != TOKEN_PENDING {
-            return Err(ApplyError::InvalidArgument("activation token is not pending".into()).into());
+            return Err(
+                ApplyError::InvalidArgument("activation token is not pending".into()).into(),
+            );
         }
         let create_user = match new_user {
             Some(u) => self.index_get(Index::UserByEmail, &u.email)?.is_none(),
@@ -524,9 +530,9 @@ impl Tx<'_> {
     }
 
     fn pair_node(&self, node: &Node) -> Step<Json> {
-        let mrealm = node
-            .mrealm_oid
-            .ok_or_else(|| ApplyError::InvalidArgument("pairing needs a management realm".into()))?;
+        let mrealm = node.mrealm_oid.ok_or_else(|| {
+            ApplyError::InvalidArgument("pairing needs a management realm".into())
+        })?;
         if node.authid.is_none() {
             return Err(ApplyError::InvalidArgument("pairing needs an authid".into()).into());
         }
@@ -632,7 +638,8 @@ impl Tx<'_> {
             kind,
             Kind::ApplicationRealm | Kind::RouterCluster | Kind::WebCluster
         );
-        if must_be_stopped && let Some(s) = status
+        if must_be_stopped
+            && let Some(s) = status
             && !STOPPED.contains(&s)
         {
             return Err(ApplyError::NotStopped {
@@ -643,7 +650,12 @@ impl Tx<'_> {
             .into());
         }
         let parts: Vec<&str> = key.split('/').collect();
-        let field = |name: &str| json.get(name).and_then(Json::as_str).unwrap_or("").to_string();
+        let field = |name: &str| {
+            json.get(name)
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let mut owned: Vec<(Kind, String)> = Vec::new();
         let mut blocking: Vec<(Kind, String)> = Vec::new();
         let keys_of = |kind: Kind, prefix: String| -> Step<Vec<(Kind, String)>> {
@@ -653,14 +665,15 @@ impl Tx<'_> {
                 .map(|(k, _)| (kind, k))
                 .collect())
         };
-        let keys_where = |kind: Kind, prefix: String, f: &str, v: &str| -> Step<Vec<(Kind, String)>> {
-            Ok(self
-                .scan_json(kind, &prefix)?
-                .into_iter()
-                .filter(|(_, j)| j.get(f).and_then(Json::as_str) == Some(v))
-                .map(|(k, _)| (kind, k))
-                .collect())
-        };
+        let keys_where =
+            |kind: Kind, prefix: String, f: &str, v: &str| -> Step<Vec<(Kind, String)>> {
+                Ok(self
+                    .scan_json(kind, &prefix)?
+                    .into_iter()
+                    .filter(|(_, j)| j.get(f).and_then(Json::as_str) == Some(v))
+                    .map(|(k, _)| (kind, k))
+                    .collect())
+            };
         match kind {
             Kind::Organization => {
                 blocking.extend(keys_of(Kind::UserOrganizationRole, format!("{key}/"))?);
@@ -672,7 +685,12 @@ impl Tx<'_> {
                 for (_, pk) in self.index_scan(Index::OrganizationRoleByUser, &format!("{key}/"))? {
                     owned.push((Kind::UserOrganizationRole, pk));
                 }
-                blocking.extend(keys_where(Kind::ManagementRealm, String::new(), "owner", key)?);
+                blocking.extend(keys_where(
+                    Kind::ManagementRealm,
+                    String::new(),
+                    "owner",
+                    key,
+                )?);
             }
             Kind::ManagementRealm => {
                 // Everything scoped to the realm goes with it; nodes are handled by the caller.
@@ -724,7 +742,10 @@ impl Tx<'_> {
                 )?);
             }
             Kind::Principal => {
-                owned.extend(keys_of(Kind::Credential, format!("{}/{}/", parts[0], parts[2]))?);
+                owned.extend(keys_of(
+                    Kind::Credential,
+                    format!("{}/{}/", parts[0], parts[2]),
+                )?);
             }
             Kind::RouterCluster => {
                 let prefix = format!("{}/{}/", parts[0], parts[1]);

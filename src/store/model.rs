@@ -295,10 +295,7 @@ impl Record for ApplicationRealm {
         scoped(&self.mrealm_oid, &[&self.oid])
     }
     fn unique(&self) -> Vec<(Index, String)> {
-        vec![(
-            Index::ArealmByName,
-            scoped(&self.mrealm_oid, &[&self.name]),
-        )]
+        vec![(Index::ArealmByName, scoped(&self.mrealm_oid, &[&self.name]))]
     }
     fn parents(&self) -> Vec<(Kind, String)> {
         vec![(Kind::ManagementRealm, self.mrealm_oid.to_string())]
@@ -586,7 +583,10 @@ impl Record for RouterWorkerGroupClusterPlacement {
         vec![
             (
                 Kind::RouterWorkerGroup,
-                scoped(&self.mrealm_oid, &[&self.cluster_oid, &self.worker_group_oid]),
+                scoped(
+                    &self.mrealm_oid,
+                    &[&self.cluster_oid, &self.worker_group_oid],
+                ),
             ),
             (Kind::Node, self.node_oid.to_string()),
         ]

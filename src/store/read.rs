@@ -21,12 +21,12 @@ impl Reader {
     pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>, StoreError> {
         let table = self.txn.open_table(R::KIND.table())?;
         match table.get(key)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(|source| {
-                StoreError::Corrupt {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(
+                |source| StoreError::Corrupt {
                     table: R::KIND.name(),
                     source,
-                }
-            })?)),
+                },
+            )?)),
             None => Ok(None),
         }
     }
@@ -35,12 +35,12 @@ impl Reader {
     pub fn get_json(&self, kind: Kind, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let table = self.txn.open_table(kind.table())?;
         match table.get(key)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(|source| {
-                StoreError::Corrupt {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(
+                |source| StoreError::Corrupt {
                     table: kind.name(),
                     source,
-                }
-            })?)),
+                },
+            )?)),
             None => Ok(None),
         }
     }

@@ -2,7 +2,9 @@
 //! `table-name-len u32 | name | entries u64 | (key-len u32 | key | value-len u32 | value)*`.
 //! The same bytes serve raft snapshots, backups and the determinism tests.
 
-use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 
 use super::{Index, Kind, StoreError};
 
@@ -65,7 +67,9 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(self.bytes()?).map_err(|e| StoreError::Snapshot(e.to_string()))
     }
     fn count(&mut self) -> Result<u64, StoreError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 }
 
