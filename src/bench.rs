@@ -21,6 +21,11 @@ pub enum Mode {
     Pubsub,
     /// Opens `--count` idle sessions and holds them for `--hold-seconds` (memory per session).
     Sessions,
+    /// `--inflight` proposers commit `--count` writes (new organizations) through the peer
+    /// service of the replica at `--peer`; latency is propose-to-commit-and-apply.
+    Raft,
+    /// fsync latency of a 4 KiB write in `--dir`: the floor under every durable commit.
+    Fsync,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -79,6 +84,12 @@ pub struct BenchArgs {
     /// A label for the output line.
     #[arg(long, default_value = "fabric-master")]
     pub label: String,
+    /// Peer (gRPC) address for `--mode raft`.
+    #[arg(long, default_value = "127.0.0.1:9401")]
+    pub peer: String,
+    /// Directory for `--mode fsync`.
+    #[arg(long, default_value = ".")]
+    pub dir: std::path::PathBuf,
 }
 
 /// What a run measured.
@@ -184,7 +195,93 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
         Mode::Rpc | Mode::Call => rpc(args).await,
         Mode::Pubsub => pubsub(args).await,
         Mode::Sessions => sessions(args).await,
+        Mode::Raft => raft_writes(args).await,
+        Mode::Fsync => fsync(args),
     }
+}
+
+async fn raft_writes(args: &BenchArgs) -> anyhow::Result<Report> {
+    use crate::peer::pb;
+    use crate::store::model::Organization;
+    use crate::store::{AnyRecord, Command};
+    let client = crate::peer::client(&args.peer)?;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..args.inflight.max(1) {
+        let mut client = client.clone();
+        let next = next.clone();
+        let count = args.count;
+        workers.spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count
+                && Instant::now() < deadline
+            {
+                let oid = uuid::Uuid::new_v4();
+                let cmd = Command::Insert {
+                    record: AnyRecord::Organization(Organization {
+                        oid,
+                        label: None,
+                        description: None,
+                        tags: None,
+                        name: format!("bench-{}", oid.simple()),
+                        otype: Some(2),
+                        registered: 0,
+                    }),
+                };
+                let t = Instant::now();
+                let reply = client
+                    .propose(pb::Proposal {
+                        command: serde_json::to_vec(&cmd).expect("commands serialize"),
+                        forwarded: false,
+                    })
+                    .await;
+                let ok = reply.ok().is_some_and(|r| {
+                    serde_json::from_slice::<Result<serde_json::Value, serde_json::Value>>(
+                        &r.into_inner().result,
+                    )
+                    .is_ok_and(|r| r.is_ok())
+                });
+                if ok {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        });
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    while let Some(done) = workers.join_next().await {
+        let (l, e) = done?;
+        lat.extend(l);
+        errors += e;
+    }
+    let ops = lat.len() as u64;
+    Ok(report(args, ops, errors, start.elapsed(), lat))
+}
+
+fn fsync(args: &BenchArgs) -> anyhow::Result<Report> {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = args.dir.join(".fabric-fsync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = vec![0x5au8; 4096];
+    let start = Instant::now();
+    let mut lat = Vec::new();
+    for i in 0..args.count.min(10_000) {
+        file.seek(SeekFrom::Start((i % 256) * 4096))?;
+        file.write_all(&block)?;
+        let t = Instant::now();
+        file.sync_data()?;
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    let ops = lat.len() as u64;
+    Ok(report(args, ops, 0, start.elapsed(), lat))
 }
 
 async fn sessions(args: &BenchArgs) -> anyhow::Result<Report> {

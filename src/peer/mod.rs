@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use crate::raft::codec;
 use crate::replica::{ProposeError, Replica};
 
 pub mod pb {
@@ -62,6 +63,10 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(bytes).map_err(|e| Status::invalid_argument(format!("bad json: {e}")))
 }
 
+fn raft_decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
+    codec::decode(bytes).map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
+}
+
 pub struct PeerService {
     replica: Arc<Replica>,
 }
@@ -80,27 +85,33 @@ impl pb::peer_server::Peer for PeerService {
         &self,
         req: Request<pb::RaftBytes>,
     ) -> Result<Response<pb::RaftBytes>, Status> {
-        let rpc = decode(&req.into_inner().json)?;
+        let rpc = raft_decode(&req.into_inner().data)?;
         let res = self.replica.raft.append_entries(rpc).await;
         if res.as_ref().is_ok_and(|r| r.is_success()) {
             self.replica.leader_contacted();
         }
-        Ok(Response::new(pb::RaftBytes { json: json(&res) }))
+        Ok(Response::new(pb::RaftBytes {
+            data: codec::encode(&res),
+        }))
     }
 
     async fn vote(&self, req: Request<pb::RaftBytes>) -> Result<Response<pb::RaftBytes>, Status> {
-        let rpc = decode(&req.into_inner().json)?;
+        let rpc = raft_decode(&req.into_inner().data)?;
         let res = self.replica.raft.vote(rpc).await;
-        Ok(Response::new(pb::RaftBytes { json: json(&res) }))
+        Ok(Response::new(pb::RaftBytes {
+            data: codec::encode(&res),
+        }))
     }
 
     async fn install_snapshot(
         &self,
         req: Request<pb::RaftBytes>,
     ) -> Result<Response<pb::RaftBytes>, Status> {
-        let rpc = decode(&req.into_inner().json)?;
+        let rpc = raft_decode(&req.into_inner().data)?;
         let res = self.replica.raft.install_snapshot(rpc).await;
-        Ok(Response::new(pb::RaftBytes { json: json(&res) }))
+        Ok(Response::new(pb::RaftBytes {
+            data: codec::encode(&res),
+        }))
     }
 
     async fn propose(

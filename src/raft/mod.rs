@@ -1,5 +1,6 @@
 //! openraft wiring: the type config, redb-backed log and state machine, the tonic network.
 
+pub mod codec;
 mod network;
 mod storage;
 
@@ -12,10 +13,13 @@ use crate::store::{Applied, Command};
 
 pub type NodeId = u64;
 
+// One log entry carries every command proposed while the previous entry was being written:
+// openraft 0.9 waits for each append's fsync before taking the next client write, so
+// batching in the entry is what lets concurrent proposals share one fsync.
 openraft::declare_raft_types!(
     pub TypeConfig:
-        D = Command,
-        R = Applied,
+        D = Vec<Command>,
+        R = Vec<Applied>,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
@@ -28,12 +32,13 @@ pub fn config() -> openraft::Config {
     openraft::Config {
         cluster_name: "fabric-master".into(),
         heartbeat_interval: 100,
-        election_timeout_min: 500,
-        election_timeout_max: 1000,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
         install_snapshot_timeout: 10_000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),
-        max_in_snapshot_log_to_keep: 1_000,
-        max_payload_entries: 1_000,
+        // Entries are batches of up to 1,024 commands: keep the in-memory log small.
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(500),
+        max_in_snapshot_log_to_keep: 100,
+        max_payload_entries: 64,
         ..Default::default()
     }
 }

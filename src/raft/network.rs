@@ -69,7 +69,7 @@ impl Connection {
             .get(&self.addr)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut request = tonic::Request::new(pb::RaftBytes {
-            json: serde_json::to_vec(req).expect("raft requests serialize"),
+            data: super::codec::encode(req),
         });
         request.set_timeout(option.hard_ttl());
         let reply = match rpc {
@@ -84,7 +84,7 @@ impl Connection {
             _ => RPCError::Network(NetworkError::new(&status)),
         })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
-            serde_json::from_slice(&reply.into_inner().json)
+            super::codec::decode(&reply.into_inner().data)
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }

@@ -34,7 +34,11 @@ type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
 /// Opens (or creates) the replica's database and makes sure every table exists.
 pub fn open_database(path: &Path) -> Result<Arc<Database>, StoreError> {
-    let db = Database::create(path).map_err(redb::Error::from)?;
+    // redb caches up to 1 GiB by default; the state of a master is far smaller.
+    let db = redb::Builder::new()
+        .set_cache_size(64 << 20)
+        .create(path)
+        .map_err(redb::Error::from)?;
     let txn = db.begin_write()?;
     txn.open_table(LOG)?;
     txn.open_table(LOG_META)?;
@@ -50,11 +54,11 @@ fn io<E: std::error::Error + 'static>(e: E) -> StorageError<NodeId> {
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("raft types serialize")
+    super::codec::encode(v)
 }
 
 fn dec<T: DeserializeOwned>(b: &[u8]) -> StorageResult<T> {
-    serde_json::from_slice(b).map_err(io)
+    super::codec::decode(b).map_err(io)
 }
 
 /// Runs blocking redb work off the async workers.
@@ -78,31 +82,163 @@ fn meta_get<T: DeserializeOwned>(
     }
 }
 
-fn meta_put<T: Serialize>(
-    db: &Database,
-    table: TableDefinition<&str, &[u8]>,
-    key: &str,
-    value: &T,
-) -> StorageResult<()> {
-    let txn = db.begin_write().map_err(io)?;
-    txn.open_table(table)
-        .map_err(io)?
-        .insert(key, enc(value).as_slice())
-        .map_err(io)?;
-    txn.commit().map_err(io)
-}
+// ---- log ----------------------------------------------------------------------------------
 
-// ---- log --------------------------------------------------------------------------------
-
+/// The log lives in memory (it is bounded by the snapshot policy) and on disk. openraft
+/// hands us one entry per client write; a dedicated writer thread drains everything queued
+/// into one redb transaction and one fsync (group commit), then acknowledges each append.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    shared: Arc<LogShared>,
 }
 
+struct LogShared {
+    entries: parking_lot::Mutex<std::collections::BTreeMap<u64, Entry<TypeConfig>>>,
+    vote: parking_lot::Mutex<Option<Vote<NodeId>>>,
+    committed: Arc<parking_lot::Mutex<Option<LogId>>>,
+    last_purged: parking_lot::Mutex<Option<LogId>>,
+    writer: std::sync::mpsc::Sender<LogOp>,
+}
+
+enum LogOp {
+    Append {
+        entries: Vec<(u64, Vec<u8>)>,
+        done: LogFlushed<TypeConfig>,
+    },
+    Truncate {
+        from: u64,
+    },
+    Purge {
+        upto: LogId,
+    },
+    Vote {
+        vote: Vote<NodeId>,
+        done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Most operations one group commit takes, so acknowledgements keep flowing under load.
+const GROUP_COMMIT_MAX: usize = 4096;
+
 impl LogStore {
-    pub fn new(db: Arc<Database>) -> LogStore {
-        LogStore { db }
+    /// Loads the log into memory and starts its writer thread.
+    pub fn open(db: Arc<Database>) -> Result<LogStore, StoreError> {
+        let corrupt = |table: &str, e: rmp_serde::decode::Error| {
+            StoreError::Snapshot(format!("corrupt {table}: {e}"))
+        };
+        let mut entries = std::collections::BTreeMap::new();
+        let txn = db.begin_read()?;
+        for item in txn.open_table(LOG)?.iter()? {
+            let (k, v) = item?;
+            let entry: Entry<TypeConfig> =
+                super::codec::decode(v.value()).map_err(|e| corrupt("raft_log", e))?;
+            entries.insert(k.value(), entry);
+        }
+        let meta = txn.open_table(LOG_META)?;
+        let vote: Option<Vote<NodeId>> = match meta.get("vote")? {
+            Some(v) => Some(super::codec::decode(v.value()).map_err(|e| corrupt("vote", e))?),
+            None => None,
+        };
+        let committed: Option<LogId> = match meta.get("committed")? {
+            Some(v) => super::codec::decode(v.value()).map_err(|e| corrupt("committed", e))?,
+            None => None,
+        };
+        let last_purged: Option<LogId> = match meta.get("last_purged")? {
+            Some(v) => super::codec::decode(v.value()).map_err(|e| corrupt("last_purged", e))?,
+            None => None,
+        };
+        drop(meta);
+        drop(txn);
+        let (writer, queue) = std::sync::mpsc::channel();
+        let committed = Arc::new(parking_lot::Mutex::new(committed));
+        let committed_for_writer = committed.clone();
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || write_log(db, queue, committed_for_writer))
+            .map_err(|e| StoreError::Snapshot(format!("starting the log writer: {e}")))?;
+        Ok(LogStore {
+            shared: Arc::new(LogShared {
+                entries: parking_lot::Mutex::new(entries),
+                vote: parking_lot::Mutex::new(vote),
+                committed,
+                last_purged: parking_lot::Mutex::new(last_purged),
+                writer,
+            }),
+        })
     }
+
+    fn send(&self, op: LogOp) -> StorageResult<()> {
+        self.shared
+            .writer
+            .send(op)
+            .map_err(|_| io(std::io::Error::other("the log writer has stopped")))
+    }
+}
+
+/// The writer thread: drains the queue into one transaction per round.
+fn write_log(
+    db: Arc<Database>,
+    queue: std::sync::mpsc::Receiver<LogOp>,
+    committed: Arc<parking_lot::Mutex<Option<LogId>>>,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut ops = vec![first];
+        while ops.len() < GROUP_COMMIT_MAX {
+            match queue.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = commit_log_ops(&db, &ops, *committed.lock()).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!("raft log write failed: {e}");
+        }
+        for op in ops {
+            match op {
+                LogOp::Append { done, .. } => done.log_io_completed(
+                    result.clone().map_err(std::io::Error::other),
+                ),
+                LogOp::Vote { done, .. } => {
+                    let _ = done.send(result.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn commit_log_ops(
+    db: &Database,
+    ops: &[LogOp],
+    committed: Option<LogId>,
+) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut log = txn.open_table(LOG)?;
+        let mut meta = txn.open_table(LOG_META)?;
+        for op in ops {
+            match op {
+                LogOp::Append { entries, .. } => {
+                    for (index, bytes) in entries {
+                        log.insert(*index, bytes.as_slice())?;
+                    }
+                }
+                LogOp::Truncate { from } => {
+                    log.retain_in(*from.., |_, _| false)?;
+                }
+                LogOp::Purge { upto } => {
+                    meta.insert("last_purged", enc(&Some(*upto)).as_slice())?;
+                    log.retain_in(..=upto.index, |_, _| false)?;
+                }
+                LogOp::Vote { vote, .. } => {
+                    meta.insert("vote", enc(vote).as_slice())?;
+                }
+            }
+        }
+        meta.insert("committed", enc(&committed).as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -110,19 +246,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
-        let db = self.db.clone();
-        let range = (range.start_bound().cloned(), range.end_bound().cloned());
-        blocking(move || {
-            let txn = db.begin_read().map_err(io)?;
-            let log = txn.open_table(LOG).map_err(io)?;
-            let mut out = Vec::new();
-            for item in log.range::<u64>(range).map_err(io)? {
-                let (_, v) = item.map_err(io)?;
-                out.push(dec(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        let entries = self.shared.entries.lock();
+        Ok(entries.range(range).map(|(_, e)| e.clone()).collect())
     }
 }
 
@@ -130,21 +255,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
-        let db = self.db.clone();
-        blocking(move || {
-            let last_purged: Option<LogId> = meta_get(&db, LOG_META, "last_purged")?;
-            let txn = db.begin_read().map_err(io)?;
-            let log = txn.open_table(LOG).map_err(io)?;
-            let last = match log.last().map_err(io)? {
-                Some((_, v)) => Some(dec::<Entry<TypeConfig>>(v.value())?.log_id),
-                None => last_purged,
-            };
-            Ok(LogState {
-                last_purged_log_id: last_purged,
-                last_log_id: last,
-            })
+        let last_purged = *self.shared.last_purged.lock();
+        let last = self
+            .shared
+            .entries
+            .lock()
+            .last_key_value()
+            .map(|(_, e)| e.log_id)
+            .or(last_purged);
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
         })
-        .await
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -152,35 +274,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
-        let db = self.db.clone();
-        let vote = *vote;
-        blocking(move || meta_put(&db, LOG_META, "vote", &vote)).await
+        *self.shared.vote.lock() = Some(*vote);
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.send(LogOp::Vote { vote: *vote, done })?;
+        wait.await
+            .map_err(|_| io(std::io::Error::other("the log writer has stopped")))?
+            .map_err(|e| io(std::io::Error::other(e)))
     }
 
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
-        let db = self.db.clone();
-        blocking(move || meta_get(&db, LOG_META, "vote")).await
+        Ok(*self.shared.vote.lock())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> StorageResult<()> {
-        let db = self.db.clone();
-        blocking(move || {
-            // Best effort: it only lets a restart apply committed entries before a leader
-            // speaks, so it rides along with the next durable commit.
-            let mut txn = db.begin_write().map_err(io)?;
-            txn.set_durability(Durability::None).map_err(io)?;
-            txn.open_table(LOG_META)
-                .map_err(io)?
-                .insert("committed", enc(&committed).as_slice())
-                .map_err(io)?;
-            txn.commit().map_err(io)
-        })
-        .await
+        // Kept in memory and written with the next group commit of entries: on its own
+        // it is not worth a transaction per commit.
+        *self.shared.committed.lock() = committed;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId>> {
-        let db = self.db.clone();
-        blocking(move || Ok(meta_get::<Option<LogId>>(&db, LOG_META, "committed")?.flatten())).await
+        Ok(*self.shared.committed.lock())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
@@ -188,57 +302,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| (e.log_id.index, enc(&e)))
-            .collect();
-        let db = self.db.clone();
-        let result = blocking(move || {
-            let txn = db.begin_write().map_err(io)?;
-            {
-                let mut log = txn.open_table(LOG).map_err(io)?;
-                for (index, bytes) in &encoded {
-                    log.insert(*index, bytes.as_slice()).map_err(io)?;
-                }
+        let mut encoded = Vec::new();
+        {
+            let mut mem = self.shared.entries.lock();
+            for e in entries {
+                encoded.push((e.log_id.index, enc(&e)));
+                mem.insert(e.log_id.index, e);
             }
-            txn.commit().map_err(io)
-        })
-        .await;
-        match &result {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
         }
-        result
+        // Visible to readers now; acknowledged by the writer once on disk.
+        self.send(LogOp::Append {
+            entries: encoded,
+            done: callback,
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId) -> StorageResult<()> {
-        let db = self.db.clone();
-        blocking(move || {
-            let txn = db.begin_write().map_err(io)?;
-            txn.open_table(LOG)
-                .map_err(io)?
-                .retain_in(log_id.index.., |_, _| false)
-                .map_err(io)?;
-            txn.commit().map_err(io)
-        })
-        .await
+        self.shared.entries.lock().retain(|k, _| *k < log_id.index);
+        self.send(LogOp::Truncate { from: log_id.index })
     }
 
     async fn purge(&mut self, log_id: LogId) -> StorageResult<()> {
-        let db = self.db.clone();
-        blocking(move || {
-            let txn = db.begin_write().map_err(io)?;
-            txn.open_table(LOG_META)
-                .map_err(io)?
-                .insert("last_purged", enc(&Some(log_id)).as_slice())
-                .map_err(io)?;
-            txn.open_table(LOG)
-                .map_err(io)?
-                .retain_in(..=log_id.index, |_, _| false)
-                .map_err(io)?;
-            txn.commit().map_err(io)
-        })
-        .await
+        *self.shared.last_purged.lock() = Some(log_id);
+        self.shared.entries.lock().retain(|k, _| *k > log_id.index);
+        self.send(LogOp::Purge { upto: log_id })
     }
 }
 
@@ -328,7 +415,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
     }
 
-    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Applied>>
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Vec<Applied>>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -344,11 +431,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for entry in &entries {
                 last = Some(entry.log_id);
                 match &entry.payload {
-                    EntryPayload::Blank => out.push(Ok(serde_json::Value::Null)),
-                    EntryPayload::Normal(cmd) => out.push(store::apply(&txn, cmd).map_err(io)?),
+                    EntryPayload::Blank => out.push(Vec::new()),
+                    EntryPayload::Normal(cmds) => {
+                        let mut results = Vec::with_capacity(cmds.len());
+                        for cmd in cmds {
+                            results.push(store::apply(&txn, cmd).map_err(io)?);
+                        }
+                        out.push(results);
+                    }
                     EntryPayload::Membership(m) => {
                         membership = Some(Membership::new(Some(entry.log_id), m.clone()));
-                        out.push(Ok(serde_json::Value::Null));
+                        out.push(Vec::new());
                     }
                 }
             }

@@ -79,8 +79,15 @@ pub struct Status {
     pub has_quorum: bool,
 }
 
+/// A proposal waiting for the next batch.
+type Pending = (Command, tokio::sync::oneshot::Sender<Result<serde_json::Value, ProposeError>>);
+
+/// Most commands in one log entry.
+const BATCH_MAX: usize = 1024;
+
 pub struct Replica {
     pub id: NodeId,
+    batcher: tokio::sync::mpsc::UnboundedSender<Pending>,
     pub advertise: String,
     pub raft: Raft,
     pub db: Arc<Database>,
@@ -107,12 +114,14 @@ impl Replica {
             id,
             config,
             Network::new(clients.clone()),
-            LogStore::new(db.clone()),
+            LogStore::open(db.clone())?,
             StateMachine::new(db.clone()),
         )
         .await?;
+        let (batcher, queue) = tokio::sync::mpsc::unbounded_channel();
         let replica = Arc::new(Replica {
             id,
+            batcher,
             advertise,
             raft,
             db,
@@ -122,6 +131,7 @@ impl Replica {
             leader_contact_ms: AtomicU64::new(NO_CONTACT),
         });
         replica.clone().watch_leader_contact();
+        tokio::spawn(run_batches(replica.raft.clone(), queue));
         Ok(replica)
     }
 
@@ -210,7 +220,8 @@ impl Replica {
     }
 
     fn leader_addr(&self) -> Option<(NodeId, String)> {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let leader = m.current_leader?;
         let addr = m
             .membership_config
@@ -273,15 +284,13 @@ impl Replica {
 
     /// Proposes on this replica, which must be the leader.
     pub async fn propose_here(&self, cmd: Command) -> Result<serde_json::Value, ProposeError> {
-        let write = tokio::time::timeout(self.write_timeout, self.raft.client_write(cmd));
-        match write.await {
-            Ok(Ok(resp)) => resp.data.map_err(ProposeError::Refused),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(ProposeError::NotLeader {
-                    leader: f.leader_node.map(|n| n.addr),
-                })
-            }
-            Ok(Err(e)) => Err(ProposeError::Fatal(e.to_string())),
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.batcher
+            .send((cmd, tx))
+            .map_err(|_| ProposeError::Fatal("the replica is shutting down".into()))?;
+        match tokio::time::timeout(self.write_timeout, rx).await {
+            Ok(Ok(res)) => res,
+            Ok(Err(_)) => Err(ProposeError::Fatal("the batcher stopped".into())),
             Err(_) => Err(ProposeError::Timeout(self.write_timeout.as_millis() as u64)),
         }
     }
@@ -479,5 +488,40 @@ impl Replica {
         .await
         .map_err(|e| ReadError::NoQuorum(e.to_string()))?
         .map_err(ReadError::Store)
+    }
+}
+
+/// Collects the proposals that arrive while one batch is being committed into the next
+/// batch: one log entry, one fsync on each replica, however many proposers are waiting.
+async fn run_batches(raft: Raft, mut queue: tokio::sync::mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (cmds, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+        match raft.client_write(cmds).await {
+            Ok(resp) => {
+                for (waiter, applied) in waiters.into_iter().zip(resp.data) {
+                    let _ = waiter.send(applied.map_err(ProposeError::Refused));
+                }
+            }
+            Err(e) => {
+                let err = match e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                        ProposeError::NotLeader {
+                            leader: f.leader_node.map(|n| n.addr),
+                        }
+                    }
+                    other => ProposeError::Fatal(other.to_string()),
+                };
+                for waiter in waiters {
+                    let _ = waiter.send(Err(err.clone()));
+                }
+            }
+        }
     }
 }
