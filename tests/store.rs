@@ -584,7 +584,7 @@ fn random_command(sel: u8, a: [u8; 6]) -> Command {
                 m,
                 &format!("edge{}", p(3, 2)),
             );
-            if a[4] % 8 == 0 {
+            if a[4].is_multiple_of(8) {
                 n.authid = None;
             }
             Command::PairNode { node: n }
@@ -636,9 +636,9 @@ fn random_command(sel: u8, a: [u8; 6]) -> Command {
         20 => insert(trace(m, &format!("t{}", p(1, 2)))),
         21 | 22 => {
             let (kind, key) = target(a[1], m, p(2, 3), p(4, 3));
-            delete(kind, &key, a[5] % 2 == 0)
+            delete(kind, &key, a[5].is_multiple_of(2))
         }
-        23 => delete(Kind::ManagementRealm, &mkey(m), a[1] % 2 == 0),
+        23 => delete(Kind::ManagementRealm, &mkey(m), a[1].is_multiple_of(2)),
         24 => random_modify(a),
         25 => issue(token(
             p(0, 3),
@@ -648,7 +648,7 @@ fn random_command(sel: u8, a: [u8; 6]) -> Command {
         26 => activate(
             p(0, 3),
             i64::from(a[4]),
-            (a[1] % 3 != 0).then(|| user_with(p(2, 3), &format!("e{}@x", p(3, 3)))),
+            (!a[1].is_multiple_of(3)).then(|| user_with(p(2, 3), &format!("e{}@x", p(3, 3)))),
         ),
         27 => join(p(1, 3), m, u64::from(a[2] % 2), u64::from(a[3] % 3)),
         28 => leave(p(1, 3), u64::from(a[3] % 3)),
@@ -729,10 +729,10 @@ fn random_modify(a: [u8; 6]) -> Command {
             None,
         ),
         7 => {
-            let delta = if a[3] % 2 == 0 {
+            let delta = if a[3].is_multiple_of(2) {
                 json!({"status": 5})
             } else {
-                json!({"enable_meta_api": a[4] % 2 == 0})
+                json!({"enable_meta_api": a[4].is_multiple_of(2)})
             };
             (Kind::ApplicationRealm, arealm_key, delta, None)
         }

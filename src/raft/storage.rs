@@ -5,6 +5,9 @@
 //! truth, and redb makes a non-durable commit durable with the next immediate one (the next
 //! append, snapshot or purge), so a crash loses only applies that the log replays.
 
+// openraft's trait methods return its `StorageError` (224 bytes); our helpers return the same.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::path::Path;
@@ -195,9 +198,9 @@ fn write_log(
         }
         for op in ops {
             match op {
-                LogOp::Append { done, .. } => done.log_io_completed(
-                    result.clone().map_err(std::io::Error::other),
-                ),
+                LogOp::Append { done, .. } => {
+                    done.log_io_completed(result.clone().map_err(std::io::Error::other))
+                }
                 LogOp::Vote { done, .. } => {
                     let _ = done.send(result.clone());
                 }

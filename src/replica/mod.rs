@@ -80,7 +80,10 @@ pub struct Status {
 }
 
 /// A proposal waiting for the next batch.
-type Pending = (Command, tokio::sync::oneshot::Sender<Result<serde_json::Value, ProposeError>>);
+type Pending = (
+    Command,
+    tokio::sync::oneshot::Sender<Result<serde_json::Value, ProposeError>>,
+);
 
 /// Most commands in one log entry.
 const BATCH_MAX: usize = 1024;

@@ -202,6 +202,13 @@ fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
 
+/// What a delete removes: objects (parents before children) and nodes it unpairs.
+#[derive(Default)]
+struct Plan {
+    erase: Vec<(Kind, String)>,
+    unpair: Vec<String>,
+}
+
 struct Tx<'a> {
     txn: &'a WriteTransaction,
 }
@@ -220,12 +227,20 @@ impl Tx<'_> {
             Command::Delete { kind, key, cascade } => self.delete(*kind, key, *cascade),
             Command::IssueActivationToken { token } => {
                 let lookup = ActivationToken::lookup_key(&token.email, &token.pubkey);
-                if let Some(old) =
-                    self.lookup::<ActivationToken>(Index::TokenByEmailPubkey, &lookup)?
-                {
+                let old = self.lookup::<ActivationToken>(Index::TokenByEmailPubkey, &lookup)?;
+                let replaces_itself = old.as_ref().is_some_and(|o| o.key() == token.key());
+                if !replaces_itself && self.exists(Kind::ActivationToken, &token.key())? {
+                    return Err(ApplyError::Duplicate {
+                        kind: Kind::ActivationToken,
+                        key: token.key(),
+                    }
+                    .into());
+                }
+                if let Some(old) = old {
                     self.erase(&old)?;
                 }
-                self.insert(token)
+                self.write(token)?;
+                Ok(to_json(token))
             }
             Command::ActivateToken {
                 token_oid,
@@ -238,7 +253,10 @@ impl Tx<'_> {
                 self.check_new(group, None)?;
                 let mut keys = std::collections::HashSet::new();
                 for p in placements {
-                    if p.worker_group_oid != group.oid || p.cluster_oid != group.cluster_oid {
+                    if p.worker_group_oid != group.oid
+                        || p.cluster_oid != group.cluster_oid
+                        || p.mrealm_oid != group.mrealm_oid
+                    {
                         return Err(ApplyError::InvalidArgument(
                             "placement does not belong to the worker group".into(),
                         )
@@ -261,7 +279,18 @@ impl Tx<'_> {
                 Ok(to_json(group))
             }
             Command::PresenceJoin { presence } => {
-                self.check_parent(Kind::Node, &presence.node_oid.to_string())?;
+                let node = self
+                    .get::<Node>(&presence.node_oid.to_string())?
+                    .ok_or_else(|| ApplyError::NoSuchObject {
+                        kind: Kind::Node,
+                        key: presence.node_oid.to_string(),
+                    })?;
+                if node.mrealm_oid != Some(presence.mrealm_oid) {
+                    return Err(ApplyError::NodeNotPaired {
+                        key: presence.node_oid.to_string(),
+                    }
+                    .into());
+                }
                 if let Some(old) = self.get::<Presence>(&presence.key())? {
                     self.erase(&old)?;
                 }
@@ -460,22 +489,29 @@ impl Tx<'_> {
                 .and_then(Json::as_str)
                 .unwrap_or("NONE")
                 .to_string();
-            let (allowed, refuse): (&Vec<String>, fn(Kind, String, String) -> ApplyError) =
-                match rule {
-                    StatusRule::StartFrom(a) => (a, |kind, key, status| ApplyError::CannotStart {
-                        kind,
-                        key,
-                        status,
-                    }),
-                    StatusRule::StopFrom(a) => (a, |kind, key, status| ApplyError::CannotStop {
-                        kind,
-                        key,
-                        status,
-                    }),
-                };
-            if !allowed.contains(&status) {
-                return Err(refuse(R::KIND, key.to_string(), status).into());
+            let (kind, key) = (R::KIND, key.to_string());
+            let refusal = match rule {
+                StatusRule::StartFrom(allowed) if !allowed.contains(&status) => {
+                    Some(ApplyError::CannotStart { kind, key, status })
+                }
+                StatusRule::StopFrom(allowed) if !allowed.contains(&status) => {
+                    Some(ApplyError::CannotStop { kind, key, status })
+                }
+                _ => None,
+            };
+            if let Some(e) = refusal {
+                return Err(e.into());
             }
+        }
+        if R::KIND == Kind::Node
+            && let Some(field) = ["mrealm_oid", "authid", "pubkey"]
+                .into_iter()
+                .find(|f| delta.contains_key(*f))
+        {
+            return Err(ApplyError::InvalidArgument(format!(
+                "{field} of a node changes only by pairing"
+            ))
+            .into());
         }
         let obj = json.as_object_mut().expect("records are objects");
         for (k, v) in delta {
@@ -513,6 +549,12 @@ impl Tx<'_> {
                 ApplyError::InvalidArgument("activation token is not pending".into()).into(),
             );
         }
+        if new_user.is_some_and(|u| u.email != token.email) {
+            return Err(ApplyError::InvalidArgument(
+                "the new user's e-mail does not match the activation token".into(),
+            )
+            .into());
+        }
         let create_user = match new_user {
             Some(u) => self.index_get(Index::UserByEmail, &u.email)?.is_none(),
             None => false,
@@ -548,6 +590,8 @@ impl Tx<'_> {
                     label: node.label.clone().or(existing.label.clone()),
                     description: node.description.clone().or(existing.description.clone()),
                     tags: node.tags.clone().or(existing.tags.clone()),
+                    owner_oid: node.owner_oid.or(existing.owner_oid),
+                    cluster_ip: node.cluster_ip.clone().or(existing.cluster_ip.clone()),
                     ..node.clone()
                 };
                 self.check_new(&paired, Some(&existing))?;
@@ -592,27 +636,14 @@ impl Tx<'_> {
                 return Err(ApplyError::NoSuchObject { kind, key: key.to_string() }.into())
             }
         });
-        let mut plan = Vec::new();
+        let mut plan = Plan::default();
         self.plan_delete(kind, key, &json, cascade, &mut plan)?;
         let mut unpaired = Vec::new();
-        if kind == Kind::ManagementRealm {
-            // Nodes are global objects: deleting their realm unpairs them (only with cascade).
-            let nodes = self.index_scan(Index::NodeByMrealm, &format!("{key}/"))?;
-            if !nodes.is_empty() && !cascade {
-                return Err(ApplyError::DependentObjects {
-                    kind,
-                    key: key.to_string(),
-                    dependent: Kind::Node,
-                    count: nodes.len(),
-                }
-                .into());
-            }
-            for (_, node_key) in nodes {
-                self.unpair_node(&node_key.parse().expect("node keys are oids"))?;
-                unpaired.push(Json::String(node_key));
-            }
+        for node_key in &plan.unpair {
+            self.unpair_node(&node_key.parse().expect("node keys are oids"))?;
+            unpaired.push(Json::String(node_key.clone()));
         }
-        for (k, key) in plan.iter().rev() {
+        for (k, key) in plan.erase.iter().rev() {
             self.erase_key(*k, key)?;
         }
         if kind == Kind::ManagementRealm {
@@ -630,9 +661,9 @@ impl Tx<'_> {
         key: &str,
         json: &Json,
         cascade: bool,
-        plan: &mut Vec<(Kind, String)>,
+        plan: &mut Plan,
     ) -> Step<()> {
-        plan.push((kind, key.to_string()));
+        plan.erase.push((kind, key.to_string()));
         let status = json.get("status").and_then(Json::as_str);
         let must_be_stopped = matches!(
             kind,
@@ -693,11 +724,23 @@ impl Tx<'_> {
                 )?);
             }
             Kind::ManagementRealm => {
-                // Everything scoped to the realm goes with it; nodes are handled by the caller.
+                // Nodes are global objects: deleting their realm unpairs them (with cascade).
+                let nodes = self.index_scan(Index::NodeByMrealm, &format!("{key}/"))?;
+                if !nodes.is_empty() && !cascade {
+                    return Err(ApplyError::DependentObjects {
+                        kind,
+                        key: key.to_string(),
+                        dependent: Kind::Node,
+                        count: nodes.len(),
+                    }
+                    .into());
+                }
+                plan.unpair.extend(nodes.into_iter().map(|(_, node)| node));
+                // Everything scoped to the realm goes with it, whatever its status.
                 for scoped in SCOPED {
                     owned.extend(keys_of(scoped, format!("{key}/"))?);
                 }
-                plan.extend(owned.drain(..));
+                plan.erase.append(&mut owned);
                 return Ok(());
             }
             Kind::Node => {
@@ -775,7 +818,11 @@ impl Tx<'_> {
             .into());
         }
         for (k, child) in owned.into_iter().chain(blocking) {
-            if plan.iter().any(|(pk, pkey)| *pk == k && *pkey == child) {
+            if plan
+                .erase
+                .iter()
+                .any(|(pk, pkey)| *pk == k && *pkey == child)
+            {
                 continue;
             }
             let child_json = with_kind!(k, R => match self.get::<R>(&child)? {
@@ -788,13 +835,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn plan_delete_child(
-        &self,
-        kind: Kind,
-        key: &str,
-        json: &Json,
-        plan: &mut Vec<(Kind, String)>,
-    ) -> Step<()> {
+    fn plan_delete_child(&self, kind: Kind, key: &str, json: &Json, plan: &mut Plan) -> Step<()> {
         let mut stopped = json.clone();
         if let Some(obj) = stopped.as_object_mut() {
             obj.remove("status");

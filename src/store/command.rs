@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::Kind;
 use super::model::*;
 
-/// Any stored object, tagged with its kind.
+/// Any stored object, tagged with its kind. Commands are short-lived, so the size spread
+/// of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "kind", content = "record", rename_all = "snake_case")]
 pub enum AnyRecord {

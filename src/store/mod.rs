@@ -91,7 +91,7 @@ impl Kind {
             Kind::RouterCluster => "router_cluster",
             Kind::RouterClusterNodeMembership => "router_cluster_node_membership",
             Kind::RouterWorkerGroup => "router_worker_group",
-            Kind::RouterWorkerGroupClusterPlacement => "router_worker_group_placement",
+            Kind::RouterWorkerGroupClusterPlacement => "router_worker_group_cluster_placement",
             Kind::WebCluster => "web_cluster",
             Kind::WebClusterNodeMembership => "web_cluster_node_membership",
             Kind::WebService => "web_service",

@@ -47,15 +47,14 @@ impl Reader {
 
     /// Objects whose key starts with `prefix`, in key order.
     pub fn list<R: Record>(&self, prefix: &str) -> Result<Vec<R>, StoreError> {
-        Ok(self
-            .list_json(R::KIND, prefix)?
+        self.list_json(R::KIND, prefix)?
             .into_iter()
             .map(|(_, v)| serde_json::from_value(v))
             .collect::<Result<_, _>>()
             .map_err(|source| StoreError::Corrupt {
                 table: R::KIND.name(),
                 source,
-            })?)
+            })
     }
 
     pub fn list_json(

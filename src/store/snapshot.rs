@@ -76,8 +76,7 @@ impl<'a> Cursor<'a> {
 /// Replaces the whole state with a dump, inside `txn`.
 pub fn load(txn: &WriteTransaction, data: &[u8]) -> Result<(), StoreError> {
     let mut cur = Cursor { data };
-    let mut seen = 0;
-    for expected in tables() {
+    for (seen, expected) in tables().enumerate() {
         let name = cur.str()?;
         if name != expected {
             return Err(StoreError::Snapshot(format!(
@@ -104,7 +103,6 @@ pub fn load(txn: &WriteTransaction, data: &[u8]) -> Result<(), StoreError> {
                 table.insert(k, v)?;
             }
         }
-        seen += 1;
     }
     if !cur.data.is_empty() {
         return Err(StoreError::Snapshot("trailing bytes".into()));
