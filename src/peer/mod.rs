@@ -132,15 +132,12 @@ impl pb::peer_server::Peer for PeerService {
         &self,
         _req: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexReply>, Status> {
-        let (read, _) = self
+        let index = self
             .replica
-            .raft
-            .get_read_log_id()
+            .leader_read_index()
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(pb::ReadIndexReply {
-            index: read.map(|l| l.index),
-        }))
+            .map_err(Status::unavailable)?;
+        Ok(Response::new(pb::ReadIndexReply { index }))
     }
 
     async fn status(

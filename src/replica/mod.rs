@@ -302,14 +302,10 @@ impl Replica {
     pub async fn linearize(&self) -> Result<(), ReadError> {
         let timeout = self.write_timeout;
         let index = match self.leader_addr() {
-            Some((leader, _)) if leader == self.id => {
-                let r = tokio::time::timeout(timeout, self.raft.get_read_log_id()).await;
-                match r {
-                    Ok(Ok((read, _))) => read.map(|l| l.index),
-                    Ok(Err(e)) => return Err(ReadError::NoQuorum(e.to_string())),
-                    Err(_) => return Err(ReadError::NoQuorum("leadership not confirmed".into())),
-                }
-            }
+            Some((leader, _)) if leader == self.id => self
+                .leader_read_index()
+                .await
+                .map_err(ReadError::NoQuorum)?,
             Some((_, addr)) => {
                 let mut client = self
                     .clients
@@ -332,6 +328,22 @@ impl Replica {
             .await
             .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
         Ok(())
+    }
+
+    /// The log index a linearizable read must wait for, decided on the leader.
+    ///
+    /// openraft confirms leadership with a quorum and proposes its commit index, but a
+    /// leader restored after a restart keeps its term without a new entry, and its commit
+    /// index may then trail writes that were acknowledged before the crash. Every
+    /// acknowledged write is in the leader's log, so waiting for the last log index to be
+    /// applied is always enough.
+    pub async fn leader_read_index(&self) -> Result<Option<u64>, String> {
+        let (read, _) = tokio::time::timeout(self.write_timeout, self.raft.get_read_log_id())
+            .await
+            .map_err(|_| "leadership not confirmed in time".to_string())?
+            .map_err(|e| e.to_string())?;
+        let last = self.raft.metrics().borrow().last_log_index;
+        Ok(read.map(|l| l.index).max(last))
     }
 
     /// A consistent view of the local state, without a freshness check.
