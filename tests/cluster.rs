@@ -11,6 +11,10 @@ use fabric_master::replica::{ProposeError, Query, Status};
 use fabric_master::store::model::{Oid, Organization};
 use fabric_master::store::{AnyRecord, Command, Kind};
 
+/// The clusters of these tests run one at a time: a dozen debug-build replicas sharing two
+/// cores would miss heartbeats and turn every test into an election test.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -228,6 +232,7 @@ async fn three(root: &std::path::Path) -> Vec<Replica> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_survive_leader_loss_and_full_restart() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().unwrap();
     let mut replicas = three(root.path()).await;
     let mut acked = Vec::new();
@@ -298,6 +303,7 @@ async fn writes_survive_leader_loss_and_full_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_replica_rejoins_through_a_snapshot() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().unwrap();
     let mut replicas = three(root.path()).await;
     let leader = status(&replicas[0].peer()).await.unwrap().leader.unwrap();
@@ -328,6 +334,7 @@ async fn stopped_replica_rejoins_through_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_changes_and_quorum_loss() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().unwrap();
     let mut replicas = three(root.path()).await;
     let p1 = replicas[0].peer();
@@ -418,6 +425,7 @@ fn http_status(port: u16, path: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_restores_into_a_new_cluster() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().unwrap();
     let mut r1 = Replica::new(1, root.path(), vec![]);
     r1.start();

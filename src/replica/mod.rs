@@ -88,6 +88,10 @@ type Pending = (
 /// Most commands in one log entry.
 const BATCH_MAX: usize = 1024;
 
+/// Entries proposed but not yet applied: one being written while the next one fills keeps
+/// the leader's disk and the followers' disks busy at the same time.
+const BATCHES_IN_FLIGHT: usize = 1;
+
 pub struct Replica {
     pub id: NodeId,
     batcher: tokio::sync::mpsc::UnboundedSender<Pending>,
@@ -97,6 +101,7 @@ pub struct Replica {
     clients: Clients,
     write_timeout: Duration,
     started: Instant,
+    membership_lock: tokio::sync::Mutex<()>,
     /// Milliseconds since `started` when a leader last reached us (or we reached a quorum).
     leader_contact_ms: AtomicU64,
 }
@@ -131,6 +136,7 @@ impl Replica {
             clients,
             write_timeout,
             started: Instant::now(),
+            membership_lock: tokio::sync::Mutex::new(()),
             leader_contact_ms: AtomicU64::new(NO_CONTACT),
         });
         replica.clone().watch_leader_contact();
@@ -431,20 +437,66 @@ impl Replica {
         let membership = m.membership_config.membership().clone();
         let known = membership.get_node(&id).map(|n| n.addr.clone());
         if known.as_deref() != Some(addr.as_str()) {
-            self.raft
-                .add_learner(id, BasicNode { addr: addr.clone() }, true)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.change_membership(ChangeMembers::AddNodes(BTreeMap::from([(
+                id,
+                BasicNode { addr: addr.clone() },
+            )])))
+            .await?;
+            // Promote only once the learner has caught up, as add_learner(blocking) would.
+            self.wait_caught_up(id).await?;
         }
         let is_voter = membership.voter_ids().any(|v| v == id);
         if voter && !is_voter {
-            self.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+                .await?;
         }
         tracing::info!("replica {id} at {addr} joined (voter: {voter})");
         Ok(serde_json::to_value(self.status()).expect("status serializes"))
+    }
+
+    /// One membership change at a time; a change that meets another one still committing
+    /// (two replicas joining at once, a remove right after a join) waits and retries.
+    async fn change_membership(
+        &self,
+        changes: ChangeMembers<NodeId, BasicNode>,
+    ) -> Result<(), String> {
+        let _one_at_a_time = self.membership_lock.lock().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.raft.change_membership(changes.clone(), false).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    openraft::error::ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Waits until replica `id` has replicated the leader's log (bounded).
+    async fn wait_caught_up(&self, id: NodeId) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let caught_up = {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow();
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map(|l| l.index);
+                matched.is_some() && matched >= m.last_log_index.map(|i| i.saturating_sub(64))
+            };
+            if caught_up {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("replica {id} did not catch up within 120 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Removes a replica from the membership (voter or learner). Runs on the leader.
@@ -469,17 +521,13 @@ impl Replica {
             if remaining.is_empty() {
                 return Err("cannot remove the last voter".into());
             }
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
+                .await?;
         }
         let m = self.raft.metrics().borrow().clone();
         if m.membership_config.membership().get_node(&id).is_some() {
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
+                .await?;
         }
         // The nodes whose sessions it held are no longer reachable through it.
         if let Err(e) = self
@@ -509,7 +557,12 @@ impl Replica {
 /// Collects the proposals that arrive while one batch is being committed into the next
 /// batch: one log entry, one fsync on each replica, however many proposers are waiting.
 async fn run_batches(raft: Raft, mut queue: tokio::sync::mpsc::UnboundedReceiver<Pending>) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        // Drain after the permit: the batch takes everything that queued meanwhile.
         let mut batch = vec![first];
         while batch.len() < BATCH_MAX {
             match queue.try_recv() {
@@ -517,26 +570,30 @@ async fn run_batches(raft: Raft, mut queue: tokio::sync::mpsc::UnboundedReceiver
                 Err(_) => break,
             }
         }
-        let (cmds, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
-        match raft.client_write(cmds).await {
-            Ok(resp) => {
-                for (waiter, applied) in waiters.into_iter().zip(resp.data) {
-                    let _ = waiter.send(applied.map_err(ProposeError::Refused));
-                }
-            }
-            Err(e) => {
-                let err = match e {
-                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                        ProposeError::NotLeader {
-                            leader: f.leader_node.map(|n| n.addr),
-                        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (cmds, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+            match raft.client_write(cmds).await {
+                Ok(resp) => {
+                    for (waiter, applied) in waiters.into_iter().zip(resp.data) {
+                        let _ = waiter.send(applied.map_err(ProposeError::Refused));
                     }
-                    other => ProposeError::Fatal(other.to_string()),
-                };
-                for waiter in waiters {
-                    let _ = waiter.send(Err(err.clone()));
+                }
+                Err(e) => {
+                    let err = match e {
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                            ProposeError::NotLeader {
+                                leader: f.leader_node.map(|n| n.addr),
+                            }
+                        }
+                        other => ProposeError::Fatal(other.to_string()),
+                    };
+                    for waiter in waiters {
+                        let _ = waiter.send(Err(err.clone()));
+                    }
                 }
             }
-        }
+        });
     }
 }
