@@ -3,7 +3,8 @@
 
 Runs the release binary as real replica processes:
   1. fsync floor of the disk under the data dirs;
-  2. 3 replicas, 100 concurrent proposers: committed writes/s and commit latency;
+  2. 3 replicas, 100 concurrent proposers: committed writes/s and commit latency; then
+     linearizable reads on the leader and on a follower;
   3. leader killed with SIGKILL: time until the first write commits on the new leader;
   4. a state of 100,000 objects: time for a fresh replica to install the snapshot, and RSS.
 
@@ -129,6 +130,11 @@ def main():
         bench(b, "--mode", "raft", "--peer", replicas[1].peer, "--inflight", "100", "--count",
               str(args.writes // 5), "--label", "raft-3-replicas-via-follower")
         written = args.writes + args.writes // 5
+        print("== linearizable reads, 100 in flight", flush=True)
+        bench(b, "--mode", "raft-read", "--peer", r1.peer, "--inflight", "100", "--count", "50000",
+              "--label", "read-on-leader")
+        bench(b, "--mode", "raft-read", "--peer", replicas[1].peer, "--inflight", "100", "--count",
+              "50000", "--label", "read-on-follower")
 
         print("== leader loss to first committed write", flush=True)
         leader = status(b, r1.peer)["leader"]

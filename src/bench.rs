@@ -24,6 +24,9 @@ pub enum Mode {
     /// `--inflight` proposers commit `--count` writes (new organizations) through the peer
     /// service of the replica at `--peer`; latency is propose-to-commit-and-apply.
     Raft,
+    /// `--inflight` readers make `--count` linearizable reads (an organization count)
+    /// through the peer service of the replica at `--peer`.
+    RaftRead,
     /// fsync latency of a 4 KiB write in `--dir`: the floor under every durable commit.
     Fsync,
 }
@@ -196,6 +199,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
         Mode::Pubsub => pubsub(args).await,
         Mode::Sessions => sessions(args).await,
         Mode::Raft => raft_writes(args).await,
+        Mode::RaftRead => raft_reads(args).await,
         Mode::Fsync => fsync(args),
     }
 }
@@ -240,6 +244,60 @@ async fn raft_writes(args: &BenchArgs) -> anyhow::Result<Report> {
                     .await;
                 let ok = reply.ok().is_some_and(|r| {
                     serde_json::from_slice::<Result<serde_json::Value, serde_json::Value>>(
+                        &r.into_inner().result,
+                    )
+                    .is_ok_and(|r| r.is_ok())
+                });
+                if ok {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        });
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    while let Some(done) = workers.join_next().await {
+        let (l, e) = done?;
+        lat.extend(l);
+        errors += e;
+    }
+    let ops = lat.len() as u64;
+    Ok(report(args, ops, errors, start.elapsed(), lat))
+}
+
+async fn raft_reads(args: &BenchArgs) -> anyhow::Result<Report> {
+    use crate::peer::pb;
+    use crate::replica::Query;
+    let client = crate::peer::client(&args.peer)?;
+    let query = serde_json::to_vec(&Query::Count {
+        kind: crate::store::Kind::Organization,
+    })?;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..args.inflight.max(1) {
+        let mut client = client.clone();
+        let next = next.clone();
+        let count = args.count;
+        let query = query.clone();
+        workers.spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count
+                && Instant::now() < deadline
+            {
+                let t = Instant::now();
+                let reply = client
+                    .query(pb::QueryRequest {
+                        query: query.clone(),
+                    })
+                    .await;
+                let ok = reply.ok().is_some_and(|r| {
+                    serde_json::from_slice::<Result<serde_json::Value, String>>(
                         &r.into_inner().result,
                     )
                     .is_ok_and(|r| r.is_ok())

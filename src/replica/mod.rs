@@ -102,6 +102,8 @@ pub struct Replica {
     write_timeout: Duration,
     started: Instant,
     membership_lock: tokio::sync::Mutex<()>,
+    /// When the last read-index round started, and what it returned.
+    last_read_index: tokio::sync::Mutex<Option<(Instant, Option<u64>)>>,
     /// Milliseconds since `started` when a leader last reached us (or we reached a quorum).
     leader_contact_ms: AtomicU64,
 }
@@ -137,6 +139,7 @@ impl Replica {
             write_timeout,
             started: Instant::now(),
             membership_lock: tokio::sync::Mutex::new(()),
+            last_read_index: tokio::sync::Mutex::new(None),
             leader_contact_ms: AtomicU64::new(NO_CONTACT),
         });
         replica.clone().watch_leader_contact();
@@ -306,12 +309,44 @@ impl Replica {
 
     /// Waits until this replica's state reflects every write acknowledged before the call.
     pub async fn linearize(&self) -> Result<(), ReadError> {
+        let index = self.shared_read_index().await?;
+        let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index);
+        if applied >= index {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(self.write_timeout))
+            .applied_index_at_least(index, "linearizable read")
+            .await
+            .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
+        Ok(())
+    }
+
+    /// A read index obtained after this call began, shared with every read waiting for one.
+    ///
+    /// A confirmation round (a quorum heartbeat on the leader, one RPC from a follower)
+    /// serves all reads that were already waiting when it started, so concurrent reads cost
+    /// one round per round trip instead of one each.
+    async fn shared_read_index(&self) -> Result<Option<u64>, ReadError> {
+        let asked = Instant::now();
+        let mut last = self.last_read_index.lock().await;
+        if let Some((started, index)) = *last
+            && started >= asked
+        {
+            return Ok(index);
+        }
+        let started = Instant::now();
+        let index = self.fetch_read_index().await?;
+        *last = Some((started, index));
+        Ok(index)
+    }
+
+    async fn fetch_read_index(&self) -> Result<Option<u64>, ReadError> {
         let timeout = self.write_timeout;
-        let index = match self.leader_addr() {
-            Some((leader, _)) if leader == self.id => self
-                .leader_read_index()
-                .await
-                .map_err(ReadError::NoQuorum)?,
+        match self.leader_addr() {
+            Some((leader, _)) if leader == self.id => {
+                self.leader_read_index().await.map_err(ReadError::NoQuorum)
+            }
             Some((_, addr)) => {
                 let mut client = self
                     .clients
@@ -319,21 +354,15 @@ impl Replica {
                     .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
                 let mut req = tonic::Request::new(pb::ReadIndexRequest {});
                 req.set_timeout(timeout);
-                client
+                Ok(client
                     .read_index(req)
                     .await
                     .map_err(|e| ReadError::NoQuorum(e.message().to_string()))?
                     .into_inner()
-                    .index
+                    .index)
             }
-            None => return Err(ReadError::NoQuorum("no leader".into())),
-        };
-        self.raft
-            .wait(Some(timeout))
-            .applied_index_at_least(index, "linearizable read")
-            .await
-            .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
-        Ok(())
+            None => Err(ReadError::NoQuorum("no leader".into())),
+        }
     }
 
     /// The log index a linearizable read must wait for, decided on the leader.
