@@ -4,6 +4,7 @@ pub mod codec;
 mod network;
 mod storage;
 
+// `declare_raft_types!` names its default snapshot type `Cursor<Vec<u8>>` unqualified.
 use std::io::Cursor;
 
 pub use network::Network;
@@ -42,6 +43,3 @@ pub fn config() -> openraft::Config {
         ..Default::default()
     }
 }
-
-#[allow(dead_code)]
-type SnapshotData = Cursor<Vec<u8>>;
