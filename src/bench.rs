@@ -205,85 +205,71 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
 }
 
 async fn raft_writes(args: &BenchArgs) -> anyhow::Result<Report> {
-    use crate::peer::pb;
     use crate::store::model::Organization;
     use crate::store::{AnyRecord, Command};
-    let client = crate::peer::client(&args.peer)?;
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
-    let start = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..args.inflight.max(1) {
-        let mut client = client.clone();
-        let next = next.clone();
-        let count = args.count;
-        workers.spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count
-                && Instant::now() < deadline
-            {
-                let oid = uuid::Uuid::new_v4();
-                let cmd = Command::Insert {
-                    record: AnyRecord::Organization(Organization {
-                        oid,
-                        label: None,
-                        description: None,
-                        tags: None,
-                        name: format!("bench-{}", oid.simple()),
-                        otype: Some(2),
-                        registered: 0,
-                    }),
-                };
-                let t = Instant::now();
-                let reply = client
-                    .propose(pb::Proposal {
-                        command: serde_json::to_vec(&cmd).expect("commands serialize"),
-                        forwarded: false,
-                    })
-                    .await;
-                let ok = reply.ok().is_some_and(|r| {
-                    serde_json::from_slice::<Result<serde_json::Value, serde_json::Value>>(
-                        &r.into_inner().result,
-                    )
-                    .is_ok_and(|r| r.is_ok())
-                });
-                if ok {
-                    lat.push(t.elapsed().as_micros() as u64);
-                } else {
-                    errors += 1;
-                }
-            }
-            (lat, errors)
-        });
-    }
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    while let Some(done) = workers.join_next().await {
-        let (l, e) = done?;
-        lat.extend(l);
-        errors += e;
-    }
-    let ops = lat.len() as u64;
-    Ok(report(args, ops, errors, start.elapsed(), lat))
+    peer_workers(args, |mut client| async move {
+        let oid = uuid::Uuid::new_v4();
+        let cmd = Command::Insert {
+            record: AnyRecord::Organization(Organization {
+                oid,
+                label: None,
+                description: None,
+                tags: None,
+                name: format!("bench-{}", oid.simple()),
+                otype: Some(2),
+                registered: 0,
+            }),
+        };
+        let reply = client
+            .propose(crate::peer::pb::Proposal {
+                command: serde_json::to_vec(&cmd).expect("commands serialize"),
+                forwarded: false,
+            })
+            .await;
+        reply.ok().is_some_and(|r| {
+            serde_json::from_slice::<Result<serde_json::Value, serde_json::Value>>(
+                &r.into_inner().result,
+            )
+            .is_ok_and(|r| r.is_ok())
+        })
+    })
+    .await
 }
 
 async fn raft_reads(args: &BenchArgs) -> anyhow::Result<Report> {
-    use crate::peer::pb;
-    use crate::replica::Query;
-    let client = crate::peer::client(&args.peer)?;
-    let query = serde_json::to_vec(&Query::Count {
+    let query = serde_json::to_vec(&crate::replica::Query::Count {
         kind: crate::store::Kind::Organization,
     })?;
+    peer_workers(args, move |mut client| {
+        let query = query.clone();
+        async move {
+            let reply = client.query(crate::peer::pb::QueryRequest { query }).await;
+            reply.ok().is_some_and(|r| {
+                serde_json::from_slice::<Result<serde_json::Value, String>>(&r.into_inner().result)
+                    .is_ok_and(|r| r.is_ok())
+            })
+        }
+    })
+    .await
+}
+
+/// `--inflight` workers repeat `op` against the peer service at `--peer` until `--count`
+/// operations are done; `op` says whether its operation succeeded.
+async fn peer_workers<F, Fut>(args: &BenchArgs, op: F) -> anyhow::Result<Report>
+where
+    F: Fn(crate::peer::pb::peer_client::PeerClient<tonic::transport::Channel>) -> Fut
+        + Clone
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let client = crate::peer::client(&args.peer)?;
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let start = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..args.inflight.max(1) {
-        let mut client = client.clone();
-        let next = next.clone();
-        let count = args.count;
-        let query = query.clone();
+        let (client, next, op, count) = (client.clone(), next.clone(), op.clone(), args.count);
         workers.spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
@@ -291,18 +277,7 @@ async fn raft_reads(args: &BenchArgs) -> anyhow::Result<Report> {
                 && Instant::now() < deadline
             {
                 let t = Instant::now();
-                let reply = client
-                    .query(pb::QueryRequest {
-                        query: query.clone(),
-                    })
-                    .await;
-                let ok = reply.ok().is_some_and(|r| {
-                    serde_json::from_slice::<Result<serde_json::Value, String>>(
-                        &r.into_inner().result,
-                    )
-                    .is_ok_and(|r| r.is_ok())
-                });
-                if ok {
+                if op(client.clone()).await {
                     lat.push(t.elapsed().as_micros() as u64);
                 } else {
                     errors += 1;

@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use super::command::{AnyRecord, Command, StatusRule};
 use super::model::*;
-use super::{Applied, ApplyError, Index, Kind, StoreError};
+use super::{Applied, ApplyError, Index, Kind, StoreError, prefix_end};
 
 /// Calls `$body` with `$R` bound to the record type of `$kind`.
 macro_rules! with_kind {
@@ -197,11 +197,6 @@ fn decode<R: Record>(bytes: &[u8]) -> Result<R, StoreError> {
     })
 }
 
-fn prefix_end(prefix: &str) -> String {
-    // Keys are ASCII (uuids, names, hex); U+10FFFF sorts after any of them.
-    format!("{prefix}\u{10FFFF}")
-}
-
 /// What a delete removes: objects (parents before children) and nodes it unpairs.
 #[derive(Default)]
 struct Plan {
@@ -362,18 +357,7 @@ impl Tx<'_> {
 
     fn scan_json(&self, kind: Kind, prefix: &str) -> Step<Vec<(String, Json)>> {
         let table = self.txn.open_table(kind.table())?;
-        let end = prefix_end(prefix);
-        let mut out = Vec::new();
-        for item in table.range(prefix..end.as_str())? {
-            let (k, v) = item?;
-            let json: Json =
-                serde_json::from_slice(v.value()).map_err(|source| StoreError::Corrupt {
-                    table: kind.name(),
-                    source,
-                })?;
-            out.push((k.value().to_string(), json));
-        }
-        Ok(out)
+        Ok(super::range_json(&table, kind, prefix)?)
     }
 
     // ---- checks ------------------------------------------------------------------------

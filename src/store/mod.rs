@@ -300,6 +300,31 @@ redb_errors!(
     redb::DatabaseError
 );
 
+/// The end of the key range of keys starting with `prefix`. Keys are ASCII (uuids, names,
+/// hex), and U+10FFFF sorts after any of them.
+pub(crate) fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+/// The objects of `kind` in `table` whose key starts with `prefix`, as JSON, in key order.
+pub(crate) fn range_json(
+    table: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+    kind: Kind,
+    prefix: &str,
+) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    let end = prefix_end(prefix);
+    let mut out = Vec::new();
+    for item in table.range(prefix..end.as_str())? {
+        let (k, v) = item?;
+        let json = serde_json::from_slice(v.value()).map_err(|source| StoreError::Corrupt {
+            table: kind.name(),
+            source,
+        })?;
+        out.push((k.value().to_string(), json));
+    }
+    Ok(out)
+}
+
 /// Creates every state table, so readers never meet a missing one.
 pub fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     for kind in Kind::ALL {

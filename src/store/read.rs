@@ -3,14 +3,10 @@
 use redb::{ReadTransaction, ReadableTableMetadata};
 
 use super::model::Record;
-use super::{Index, Kind, StoreError};
+use super::{Index, Kind, StoreError, prefix_end};
 
 pub struct Reader {
     txn: ReadTransaction,
-}
-
-fn prefix_end(prefix: &str) -> String {
-    format!("{prefix}\u{10FFFF}")
 }
 
 impl Reader {
@@ -63,17 +59,7 @@ impl Reader {
         prefix: &str,
     ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let table = self.txn.open_table(kind.table())?;
-        let end = prefix_end(prefix);
-        let mut out = Vec::new();
-        for item in table.range(prefix..end.as_str())? {
-            let (k, v) = item?;
-            let json = serde_json::from_slice(v.value()).map_err(|source| StoreError::Corrupt {
-                table: kind.name(),
-                source,
-            })?;
-            out.push((k.value().to_string(), json));
-        }
-        Ok(out)
+        super::range_json(&table, kind, prefix)
     }
 
     pub fn count(&self, kind: Kind) -> Result<u64, StoreError> {
