@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
-use crate::auth::{AnonymousRealm, StaticAuthenticator, keyfile};
+use crate::auth::{AnonymousRealm, StateAuthenticator, StaticAuthenticator, keyfile};
 use crate::config::{FileConfig, RealmConfig, global_realm};
 use crate::replica::Replica;
 use crate::router::{Router, RouterOptions, Session};
@@ -185,9 +185,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             role: r.anonymous_role.clone(),
         })
         .collect();
-    let authenticator = Arc::new(StaticAuthenticator::new(
-        superuser_keys(&settings)?,
-        anonymous,
+    let superusers = superuser_keys(&settings)?;
+    let replica = start_replica(&settings).await?;
+    let authenticator = Arc::new(StateAuthenticator::new(
+        StaticAuthenticator::new(superusers.clone(), anonymous),
+        superusers,
+        replica.clone(),
     ));
     let router = Router::new(
         authenticator,
@@ -200,7 +203,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for r in &realms {
         router.add_realm(r.spec());
     }
-    let replica = start_replica(&settings).await?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;

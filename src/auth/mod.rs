@@ -1,13 +1,16 @@
-//! Authentication: the authenticator interface, cryptosign, key files, and the static
-//! authenticator (superuser keys and anonymous roles) used until state-backed auth plugs in.
+//! Authentication: the authenticator interface, cryptosign, key files, the static part
+//! (superuser keys, anonymous roles) and the state-backed authenticator (users with
+//! activation codes, paired nodes) around it.
 
 pub mod cryptosign;
 pub mod keyfile;
+mod state_auth;
 mod static_auth;
 
 use futures_util::future::BoxFuture;
 
 use crate::wamp::Dict;
+pub use state_auth::{StateAuthenticator, activation_code};
 pub use static_auth::{AnonymousRealm, StaticAuthenticator};
 
 /// The global realm of a Crossbar.io master.

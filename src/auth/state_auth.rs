@@ -1,0 +1,375 @@
+//! The state-backed authenticator (spec §3–§4): superusers by key, users by e-mail and key
+//! with activation codes, nodes by their paired key. Every change (a token issued, activated
+//! or dropped, a user created) is a raft command, so any replica can take the next step.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::future::BoxFuture;
+
+use super::{Authenticator, Decision, Denied, GLOBAL_REALM, HelloRequest, Principal, cryptosign};
+use crate::replica::Replica;
+use crate::store::model::{
+    ActivationToken, ManagementRealm, Node, ROLE_ADMIN, ROLE_GUEST, ROLE_OWNER, ROLE_USER,
+    TOKEN_ACTIVE, TOKEN_LOGIN, TOKEN_PENDING, TOKEN_REGISTRATION, User, UserMrealmRole,
+};
+use crate::store::{Command, Index, Kind};
+use crate::wamp::{Dict, Value, errors};
+
+/// How long an activation code stays valid.
+const CODE_LIFETIME_MICROS: i64 = 15 * 60 * 1_000_000;
+
+/// The alphabet of `autobahn.util.generate_activation_code()`: no look-alike characters.
+const CODE_ALPHABET: &[u8] = b"345679ACEFGHJKLMNPQRSTUVWXY";
+
+const INVALID_PARAMETERS: &str = "fabric.auth-failed.invalid-parameters";
+const INVALID_CODE: &str = "fabric.auth-failed.invalid-activation-code";
+
+/// Role names a user may request on a management realm, as the reference's `UserRole`s.
+fn mrealm_role(name: &str) -> Option<u8> {
+    match name {
+        "owner" => Some(ROLE_OWNER),
+        "admin" => Some(ROLE_ADMIN),
+        "user" => Some(ROLE_USER),
+        "guest" => Some(ROLE_GUEST),
+        _ => None,
+    }
+}
+
+pub fn activation_code() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..3)
+        .map(|_| {
+            (0..4)
+                .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Denied {
+    Denied::new(
+        errors::AUTHENTICATION_FAILED,
+        format!("the master cannot read or change its state right now: {e}"),
+    )
+}
+
+pub struct StateAuthenticator {
+    /// Superuser keys and anonymous realms.
+    fixed: super::StaticAuthenticator,
+    superusers: Vec<ed25519_dalek::VerifyingKey>,
+    replica: Arc<Replica>,
+}
+
+impl StateAuthenticator {
+    pub fn new(
+        fixed: super::StaticAuthenticator,
+        superusers: Vec<ed25519_dalek::VerifyingKey>,
+        replica: Arc<Replica>,
+    ) -> StateAuthenticator {
+        StateAuthenticator {
+            fixed,
+            superusers,
+            replica,
+        }
+    }
+
+    async fn decide(&self, hello: &HelloRequest) -> Result<Decision, Denied> {
+        if !hello.authmethods.iter().any(|m| m == "cryptosign") {
+            return self.fixed.authenticate(hello).await;
+        }
+        let pubkey = hello
+            .authextra
+            .get("pubkey")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| Denied::new(INVALID_PARAMETERS, "cryptosign needs authextra.pubkey"))?
+            .to_ascii_lowercase();
+        let key = cryptosign::parse_pubkey(&pubkey).ok_or_else(|| {
+            Denied::new(
+                INVALID_PARAMETERS,
+                "authextra.pubkey is not a 32-byte hex Ed25519 key",
+            )
+        })?;
+        let realm = hello.realm.as_deref();
+        let role = hello.authrole.as_deref();
+        let role_allowed = match realm {
+            None => matches!(role, None | Some("node")),
+            Some(GLOBAL_REALM) => matches!(role, None | Some("user")),
+            Some(_) => matches!(
+                role,
+                None | Some("guest" | "developer" | "operator" | "admin" | "owner")
+            ),
+        };
+        if !role_allowed {
+            return Err(Denied::new(
+                INVALID_PARAMETERS,
+                format!("role {role:?} cannot be requested on realm {realm:?}"),
+            ));
+        }
+        if self.superusers.contains(&key) {
+            return self.fixed.authenticate(hello).await;
+        }
+        if role == Some("node") {
+            return self.node(hello, &pubkey, key).await;
+        }
+        self.user(hello, &pubkey, key).await
+    }
+
+    /// §4.3: a paired node joins its management realm under its authid, as role `node`.
+    async fn node(
+        &self,
+        hello: &HelloRequest,
+        pubkey: &str,
+        key: ed25519_dalek::VerifyingKey,
+    ) -> Result<Decision, Denied> {
+        if hello.realm.is_some() {
+            return Err(Denied::new(
+                INVALID_PARAMETERS,
+                "nodes MUST NOT request a realm",
+            ));
+        }
+        let unpaired = || {
+            Denied::new(
+                "fabric.auth-failed.node-unpaired",
+                "This node is unpaired. Please pair the node with management realm first.",
+            )
+        };
+        let r = self.replica.read().await.map_err(unavailable)?;
+        let node: Node = r
+            .lookup(Index::NodeByPubkey, pubkey)
+            .map_err(unavailable)?
+            .ok_or_else(unpaired)?;
+        let (Some(mrealm_oid), Some(authid)) = (node.mrealm_oid, node.authid.clone()) else {
+            return Err(unpaired());
+        };
+        let mrealm: ManagementRealm = r
+            .get(&mrealm_oid.to_string())
+            .map_err(unavailable)?
+            .ok_or_else(unpaired)?;
+        let authextra = match node
+            .authextra
+            .clone()
+            .and_then(|j| serde_json::from_value::<Value>(j).ok())
+        {
+            Some(Value::Dict(d)) => d,
+            _ => Dict::new(),
+        };
+        Ok(Decision {
+            principal: Principal {
+                realm: mrealm.name,
+                authid,
+                authrole: "node".into(),
+                authmethod: "cryptosign",
+                authprovider: "dynamic",
+                authextra,
+            },
+            cryptosign_key: Some(key),
+        })
+    }
+
+    /// §3.3 step 4: users by e-mail and key, with activation codes.
+    async fn user(
+        &self,
+        hello: &HelloRequest,
+        pubkey: &str,
+        key: ed25519_dalek::VerifyingKey,
+    ) -> Result<Decision, Denied> {
+        let code = hello
+            .authextra
+            .get("activation_code")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        let new_code = hello
+            .authextra
+            .get("request_new_activation_code")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let Some(email) = hello.authid.clone() else {
+            return Err(Denied::new(
+                INVALID_PARAMETERS,
+                "users authenticate with authid = their e-mail address",
+            ));
+        };
+        let r = self.replica.read().await.map_err(unavailable)?;
+        let lookup = ActivationToken::lookup_key(&email, pubkey);
+        let mut token: Option<ActivationToken> = r
+            .lookup(Index::TokenByEmailPubkey, &lookup)
+            .map_err(unavailable)?;
+        let user: Option<User> = r.lookup(Index::UserByEmail, &email).map_err(unavailable)?;
+        drop(r);
+
+        if new_code && token.as_ref().is_some_and(|t| t.status == TOKEN_PENDING) {
+            let oid = token.take().expect("checked").oid;
+            self.propose(Command::Delete {
+                kind: Kind::ActivationToken,
+                key: oid.to_string(),
+                cascade: false,
+            })
+            .await?;
+        }
+        let accept = |realm: String, authrole: &str| Decision {
+            principal: Principal {
+                realm,
+                authid: email.clone(),
+                authrole: authrole.to_owned(),
+                authmethod: "cryptosign",
+                authprovider: "dynamic",
+                authextra: Dict::new(),
+            },
+            cryptosign_key: Some(key),
+        };
+        let Some(token) = token else {
+            if code.is_some() {
+                return Err(Denied::new(
+                    "fabric.auth-failed.no-pending-activation",
+                    "there is no pending activation for this e-mail and key",
+                ));
+            }
+            return self.issue_code(&email, pubkey, user.is_some()).await;
+        };
+        if token.status == TOKEN_ACTIVE {
+            if code.is_some() {
+                return Err(Denied::new(
+                    "fabric.auth-failed.no-pending-activation",
+                    "this key is already activated",
+                ));
+            }
+            let user = user.ok_or_else(|| {
+                Denied::new(errors::AUTHENTICATION_FAILED, "the activated user is gone")
+            })?;
+            return match hello.realm.as_deref() {
+                None | Some(GLOBAL_REALM) => Ok(accept(GLOBAL_REALM.into(), "user")),
+                Some(mrealm) => {
+                    let role = hello.authrole.clone().unwrap_or_else(|| "owner".into());
+                    self.check_mrealm_role(&user, mrealm, &role).await?;
+                    Ok(accept(mrealm.into(), &role))
+                }
+            };
+        }
+        // Pending.
+        let Some(code) = code else {
+            let minutes = (now_micros() - token.created) / 60_000_000;
+            return Err(Denied::new(
+                "fabric.auth-failed.pending-activation",
+                format!(
+                    "There is a pending activation (from {minutes} minutes ago) - please check \
+                     your email inbox, or request a new code"
+                ),
+            ));
+        };
+        if now_micros() - token.created > CODE_LIFETIME_MICROS {
+            self.propose(Command::Delete {
+                kind: Kind::ActivationToken,
+                key: token.oid.to_string(),
+                cascade: false,
+            })
+            .await?;
+            return Err(Denied::new(
+                INVALID_CODE,
+                "the activation code has expired (15 minutes); request a new one",
+            ));
+        }
+        if !code.eq_ignore_ascii_case(&token.code) {
+            return Err(Denied::new(
+                INVALID_CODE,
+                "the activation code does not match the pending one",
+            ));
+        }
+        let new_user = user.is_none().then(|| User {
+            oid: uuid::Uuid::new_v4(),
+            label: None,
+            description: None,
+            tags: None,
+            email: email.clone(),
+            registered: now_micros(),
+            pubkey: None,
+        });
+        self.propose(Command::ActivateToken {
+            token_oid: token.oid,
+            completed: now_micros(),
+            new_user,
+        })
+        .await?;
+        tracing::info!("activated key {pubkey} for {email}");
+        // As the reference: a fresh activation always lands on the global realm.
+        Ok(accept(GLOBAL_REALM.into(), "user"))
+    }
+
+    async fn issue_code(&self, email: &str, pubkey: &str, known: bool) -> Result<Decision, Denied> {
+        let token = ActivationToken {
+            oid: uuid::Uuid::new_v4(),
+            atype: if known {
+                TOKEN_LOGIN
+            } else {
+                TOKEN_REGISTRATION
+            },
+            status: TOKEN_PENDING,
+            created: now_micros(),
+            completed: None,
+            code: activation_code(),
+            email: email.to_owned(),
+            pubkey: pubkey.to_owned(),
+        };
+        let code = token.code.clone();
+        self.propose(Command::IssueActivationToken { token })
+            .await?;
+        // No mail transport is configured: the log line is how an operator hands out codes.
+        tracing::info!("activation code for {email}: {code}");
+        let uri = if known {
+            "fabric.auth-failed.registered-user-auth-code-sent"
+        } else {
+            "fabric.auth-failed.new-user-auth-code-sent"
+        };
+        Err(Denied::new(
+            uri,
+            format!("We have sent an authentication code to {email}."),
+        ))
+    }
+
+    async fn check_mrealm_role(&self, user: &User, mrealm: &str, role: &str) -> Result<(), Denied> {
+        let r = self.replica.read().await.map_err(unavailable)?;
+        let realm: ManagementRealm = r
+            .lookup(Index::MrealmByName, mrealm)
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                Denied::new(
+                    errors::NO_SUCH_REALM,
+                    format!("no management realm {mrealm:?}"),
+                )
+            })?;
+        let roles: Option<UserMrealmRole> = r
+            .get(&format!("{}/{}", realm.oid, user.oid))
+            .map_err(unavailable)?;
+        let wanted = mrealm_role(role);
+        let held = roles.map(|r| r.roles).unwrap_or_default();
+        match wanted {
+            Some(w) if held.contains(&w) => Ok(()),
+            _ => Err(Denied::new(
+                errors::NOT_AUTHORIZED,
+                format!("{} holds no role {role:?} on {mrealm:?}", user.email),
+            )),
+        }
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<serde_json::Value, Denied> {
+        self.replica.propose(cmd).await.map_err(unavailable)
+    }
+}
+
+impl Authenticator for StateAuthenticator {
+    fn authenticate<'a>(
+        &'a self,
+        hello: &'a HelloRequest,
+    ) -> BoxFuture<'a, Result<Decision, Denied>> {
+        Box::pin(self.decide(hello))
+    }
+}
