@@ -1,5 +1,6 @@
 //! fabric-master: a Crossbar.io-compatible WAMP master node.
 
+pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod cli;

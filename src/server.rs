@@ -203,6 +203,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for r in &realms {
         router.add_realm(r.spec());
     }
+    crate::api::start(&router, replica.clone())
+        .await
+        .context("starting the management backends")?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;

@@ -52,6 +52,8 @@ pub(crate) struct Registration {
     pub callees: Vec<Id>,
     pub next_rr: usize,
     pub created: String,
+    /// `REGISTER.Options.disclose_caller`: the callee learns who calls (backends need it).
+    pub disclose_caller: bool,
 }
 
 impl Registration {
@@ -179,6 +181,10 @@ impl State {
                     callees: vec![sid],
                     next_rr: 0,
                     created: super::now_iso(),
+                    disclose_caller: options
+                        .get("disclose_caller")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
                 };
                 self.dealer.index.insert(policy, procedure.clone(), id);
                 self.dealer.regs.insert(id, reg);
@@ -311,6 +317,7 @@ impl State {
             .expect("lookup returns live registrations");
         let callee = reg.pick().expect("registrations have callees");
         let non_exact = reg.policy != MatchPolicy::Exact;
+        let disclose = disclose || reg.disclose_caller;
         let Some(callee_member) = self.members.get(&callee) else {
             return self.reply(
                 sid,

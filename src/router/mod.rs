@@ -2,6 +2,7 @@
 
 mod broker;
 mod dealer;
+pub mod internal;
 mod meta;
 pub mod realm;
 pub mod role;
@@ -80,6 +81,6 @@ impl Router {
 }
 
 /// ISO-8601 UTC timestamp, as Crossbar writes `created` fields.
-pub(crate) fn now_iso() -> String {
+pub fn now_iso() -> String {
     crate::auth::keyfile::chrono_like_now()
 }

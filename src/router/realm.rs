@@ -152,6 +152,11 @@ impl Realm {
         st.publish_meta("wamp.session.on_join", vec![Value::Dict(details)]);
     }
 
+    /// Publishes an event of the master itself (management events): no publisher.
+    pub fn publish_internal(&self, topic: &str, args: Vec<Value>) {
+        self.state.lock().publish_meta(topic, args);
+    }
+
     /// Removes a session that left; a session already killed is not there anymore.
     pub fn detach(&self, sid: Id) {
         self.state.lock().remove_member(sid);

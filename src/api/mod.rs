@@ -1,0 +1,111 @@
+//! Management backends, registered as internal callees on the router: today the domain
+//! procedures and the management-realm catalogue of the global realm (spec §6.1).
+
+mod domain;
+mod mrealm;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::replica::{ProposeError, ReadError, Replica};
+use crate::router::Router;
+use crate::router::internal::{CallError, Handler, InternalSession, Invocation};
+use crate::wamp::{Payload, Value};
+
+/// What every backend needs.
+pub struct Ctx {
+    pub replica: Arc<Replica>,
+    pub started: Instant,
+    pub started_iso: String,
+}
+
+/// Joins the global realm and registers the backends.
+pub async fn start(router: &Router, replica: Arc<Replica>) -> anyhow::Result<()> {
+    let realm = router
+        .realm(crate::auth::GLOBAL_REALM)
+        .ok_or_else(|| anyhow::anyhow!("the global realm is missing"))?;
+    let ctx = Arc::new(Ctx {
+        replica,
+        started: Instant::now(),
+        started_iso: crate::router::now_iso(),
+    });
+    let mut session = InternalSession::join(realm.clone(), "fabric-master", "user-backend");
+    let publisher = Publisher { realm };
+    for (uri, handler) in domain::handlers(&ctx)
+        .into_iter()
+        .chain(mrealm::handlers(&ctx, &publisher))
+    {
+        session
+            .register(uri, false, handler)
+            .await
+            .map_err(|e| anyhow::anyhow!("registering {uri}: {} {}", e.uri, e.message))?;
+    }
+    tokio::spawn(session.serve());
+    Ok(())
+}
+
+/// Publishes management events on the global realm.
+#[derive(Clone)]
+pub struct Publisher {
+    realm: Arc<crate::router::realm::Realm>,
+}
+
+impl Publisher {
+    pub fn publish(&self, topic: &str, args: Vec<Value>) {
+        self.realm.publish_internal(topic, args);
+    }
+}
+
+/// Wraps an async handler.
+fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Invocation) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, CallError>> + Send + 'static,
+{
+    Arc::new(move |inv| {
+        let fut = f(inv);
+        Box::pin(async move {
+            fut.await.map(|v| Payload {
+                args: Some(Value::List(vec![v])),
+                kwargs: None,
+            })
+        })
+    })
+}
+
+pub fn to_value(json: serde_json::Value) -> Value {
+    serde_json::from_value(json).unwrap_or(Value::Null)
+}
+
+pub fn to_json(v: &Value) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+fn read_failed(e: ReadError) -> CallError {
+    CallError::new("fabric.error.no-quorum", e.to_string())
+}
+
+fn propose_failed(e: ProposeError) -> CallError {
+    CallError::new(e.uri(), e.to_string())
+}
+
+fn bad_argument(message: impl Into<String>) -> CallError {
+    CallError::new(crate::wamp::errors::INVALID_ARGUMENT, message)
+}
+
+/// A UUID argument, or `wamp.error.invalid_argument`.
+fn oid_arg(inv: &Invocation, i: usize, name: &str) -> Result<uuid::Uuid, CallError> {
+    let s = inv
+        .arg(i)
+        .or_else(|| inv.kwarg(name))
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_argument(format!("{name} (an oid string) is required")))?;
+    uuid::Uuid::parse_str(s).map_err(|e| bad_argument(format!("{name} {s:?} is not a UUID: {e}")))
+}
+
+fn str_arg<'a>(inv: &'a Invocation, i: usize, name: &str) -> Result<&'a str, CallError> {
+    inv.arg(i)
+        .or_else(|| inv.kwarg(name))
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_argument(format!("{name} (a string) is required")))
+}
