@@ -3,6 +3,7 @@
 
 mod domain;
 mod mrealm;
+pub mod realms;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,17 +16,28 @@ use crate::wamp::{Payload, Value};
 /// What every backend needs.
 pub struct Ctx {
     pub replica: Arc<Replica>,
+    pub realms: Arc<realms::RealmSync>,
     pub started: Instant,
     pub started_iso: String,
 }
 
+impl Ctx {
+    /// The router realm serving a management realm on this replica.
+    pub fn realms_router_realm(&self, name: &str) -> Option<Arc<crate::router::realm::Realm>> {
+        self.realms.router_realm(name)
+    }
+}
+
 /// Joins the global realm and registers the backends.
-pub async fn start(router: &Router, replica: Arc<Replica>) -> anyhow::Result<()> {
+pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Result<()> {
     let realm = router
         .realm(crate::auth::GLOBAL_REALM)
         .ok_or_else(|| anyhow::anyhow!("the global realm is missing"))?;
+    let realms = realms::RealmSync::new(router.clone(), replica.clone());
+    realms.spawn();
     let ctx = Arc::new(Ctx {
         replica,
+        realms,
         started: Instant::now(),
         started_iso: crate::router::now_iso(),
     });

@@ -8,7 +8,7 @@ use super::{to_json, to_value};
 use crate::replica::Replica;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{
-    ManagementRealm, ROLE_ADMIN, ROLE_GUEST, ROLE_OWNER, ROLE_USER, User, UserMrealmRole,
+    ManagementRealm, Node, ROLE_ADMIN, ROLE_GUEST, ROLE_OWNER, ROLE_USER, User, UserMrealmRole,
 };
 use crate::store::{AnyRecord, Command, Index};
 use crate::wamp::Value;
@@ -106,6 +106,137 @@ async fn caller_user(replica: &Replica, inv: &Invocation) -> Result<User, CallEr
         }
         Err(e) => Err(propose_failed(e)),
     }
+}
+
+/// The caller, if it may manage `mrealm`: the superuser, or a user holding OWNER on it.
+async fn require_owner(
+    replica: &Replica,
+    inv: &Invocation,
+    mrealm: &ManagementRealm,
+) -> Result<User, CallError> {
+    let user = caller_user(replica, inv).await?;
+    if user.email == "superuser" {
+        return Ok(user);
+    }
+    let r = replica.read().await.map_err(read_failed)?;
+    let roles: Option<UserMrealmRole> = r
+        .get(&format!("{}/{}", mrealm.oid, user.oid))
+        .map_err(|e| CallError::new("wamp.error.runtime_error", e.to_string()))?;
+    if roles.is_some_and(|r| r.roles.contains(&ROLE_OWNER)) {
+        Ok(user)
+    } else {
+        Err(CallError::new(
+            "fabric.not-authorized",
+            format!("{} is not an owner of {}", user.email, mrealm.name),
+        ))
+    }
+}
+
+async fn mrealm_by(ctx: &Ctx, by: MrealmRef<'_>) -> Result<ManagementRealm, CallError> {
+    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let found: Option<ManagementRealm> = match by {
+        MrealmRef::Oid(oid) => r.get(&oid.to_string()),
+        MrealmRef::Name(name) => r.lookup(Index::MrealmByName, name),
+    }
+    .map_err(|e| CallError::new("wamp.error.runtime_error", e.to_string()))?;
+    found.ok_or_else(|| match by {
+        MrealmRef::Oid(oid) => no_such_mrealm(oid),
+        MrealmRef::Name(name) => no_such_mrealm(format!("{name:?}")),
+    })
+}
+
+#[derive(Clone, Copy)]
+enum MrealmRef<'a> {
+    Oid(uuid::Uuid),
+    Name(&'a str),
+}
+
+fn cascade_arg(inv: &Invocation) -> bool {
+    inv.arg(1)
+        .or_else(|| inv.kwarg("cascade"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+async fn delete_mrealm(
+    ctx: &Ctx,
+    publisher: &Publisher,
+    inv: &Invocation,
+    by: MrealmRef<'_>,
+) -> Result<Value, CallError> {
+    let mrealm = mrealm_by(ctx, by).await?;
+    let caller = require_owner(&ctx.replica, inv, &mrealm).await?;
+    let deleted = ctx
+        .replica
+        .propose(Command::Delete {
+            kind: crate::store::Kind::ManagementRealm,
+            key: mrealm.oid.to_string(),
+            cascade: cascade_arg(inv),
+        })
+        .await
+        .map_err(propose_failed)?;
+    let mut event = deleted.clone();
+    if let Some(obj) = event.as_object_mut() {
+        obj.insert("deleted".into(), serde_json::Value::from(now_micros()));
+        obj.insert(
+            "caller".into(),
+            serde_json::Value::from(caller.oid.to_string()),
+        );
+    }
+    let _ = ctx.realms.reconcile().await;
+    let event = to_value(event);
+    publisher.publish(
+        "crossbarfabriccenter.mrealm.on_realm_deleted",
+        vec![event.clone()],
+    );
+    Ok(event)
+}
+
+async fn unpair(
+    ctx: &Ctx,
+    publisher: &Publisher,
+    inv: &Invocation,
+    node: Node,
+) -> Result<Value, CallError> {
+    let Some(mrealm_oid) = node.mrealm_oid else {
+        return Err(CallError::new(
+            "fabric.node-not-paired",
+            format!("node {} is not paired", node.oid),
+        ));
+    };
+    let mrealm = mrealm_by(ctx, MrealmRef::Oid(mrealm_oid)).await?;
+    require_owner(&ctx.replica, inv, &mrealm).await?;
+    let paired = ctx
+        .replica
+        .propose(Command::UnpairNode { oid: node.oid })
+        .await
+        .map_err(propose_failed)?;
+    // Close the node's session here at once; other replicas do it when they apply.
+    let killed = match ctx.realms_router_realm(&mrealm.name) {
+        Some(realm) => match paired.get("authid").and_then(|a| a.as_str()) {
+            Some(authid) => {
+                realm.kill_by_authid(authid, "wamp.close.auth-changed", "the node was unpaired")
+            }
+            None => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    let mut out = paired.clone();
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert(
+            "mrealm_oid".into(),
+            serde_json::Value::from(mrealm_oid.to_string()),
+        );
+        obj.insert("authid".into(), serde_json::Value::Null);
+        obj.insert("authextra".into(), serde_json::Value::Null);
+        obj.insert("killed".into(), serde_json::Value::from(killed));
+    }
+    let out = to_value(out);
+    publisher.publish(
+        "crossbarfabriccenter.mrealm.on_node_unpaired",
+        vec![out.clone()],
+    );
+    Ok(out)
 }
 
 pub fn handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Handler)> {
@@ -241,6 +372,7 @@ pub fn handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Han
                     })
                     .await
                     .map_err(propose_failed)?;
+                let _ = ctx.realms.reconcile().await;
                 let created = to_value(created);
                 publisher.publish(
                     "crossbarfabriccenter.mrealm.on_mrealm_created",
@@ -250,7 +382,130 @@ pub fn handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Han
             }
         })
     };
+    let delete = {
+        let (ctx, publisher) = (ctx.clone(), publisher.clone());
+        handler(move |inv| {
+            let (ctx, publisher) = (ctx.clone(), publisher.clone());
+            async move {
+                let oid = oid_arg(&inv, 0, "mrealm_oid")?;
+                delete_mrealm(&ctx, &publisher, &inv, MrealmRef::Oid(oid)).await
+            }
+        })
+    };
+    let delete_by_name = {
+        let (ctx, publisher) = (ctx.clone(), publisher.clone());
+        handler(move |inv| {
+            let (ctx, publisher) = (ctx.clone(), publisher.clone());
+            async move {
+                let name = str_arg(&inv, 0, "name")?.to_owned();
+                delete_mrealm(&ctx, &publisher, &inv, MrealmRef::Name(&name)).await
+            }
+        })
+    };
+    let pair = {
+        let (ctx, publisher) = (ctx.clone(), publisher.clone());
+        handler(move |inv| {
+            let (ctx, publisher) = (ctx.clone(), publisher.clone());
+            async move {
+                let pubkey = str_arg(&inv, 0, "pubkey")?.to_ascii_lowercase();
+                if crate::auth::cryptosign::parse_pubkey(&pubkey).is_none() {
+                    return Err(bad_argument(format!(
+                        "{pubkey:?} is not a 64-hex Ed25519 key"
+                    )));
+                }
+                let realm_name = str_arg(&inv, 1, "realm_name")?.to_owned();
+                let authid = str_arg(&inv, 2, "authid")?.to_owned();
+                let authextra = inv
+                    .arg(3)
+                    .or_else(|| inv.kwarg("authextra"))
+                    .filter(|v| !matches!(v, Value::Null))
+                    .map(to_json);
+                let mrealm = mrealm_by(&ctx, MrealmRef::Name(&realm_name))
+                    .await
+                    .map_err(|_| {
+                        CallError::new(
+                            "fabric.no-such-realm",
+                            format!("no management realm {realm_name:?}"),
+                        )
+                    })?;
+                let owner = require_owner(&ctx.replica, &inv, &mrealm).await?;
+                let node = Node {
+                    oid: uuid::Uuid::new_v4(),
+                    label: None,
+                    description: None,
+                    tags: None,
+                    owner_oid: Some(owner.oid),
+                    pubkey,
+                    cluster_ip: None,
+                    mrealm_oid: Some(mrealm.oid),
+                    authid: Some(authid),
+                    authextra,
+                };
+                let paired = ctx
+                    .replica
+                    .propose(Command::PairNode { node })
+                    .await
+                    .map_err(propose_failed)?;
+                let paired = to_value(paired);
+                publisher.publish(
+                    "crossbarfabriccenter.mrealm.on_node_paired",
+                    vec![paired.clone()],
+                );
+                Ok(paired)
+            }
+        })
+    };
+    let unpair_by_oid = {
+        let (ctx, publisher) = (ctx.clone(), publisher.clone());
+        handler(move |inv| {
+            let (ctx, publisher) = (ctx.clone(), publisher.clone());
+            async move {
+                let oid = oid_arg(&inv, 0, "node_oid")?;
+                let r = ctx.replica.read().await.map_err(read_failed)?;
+                let node: Node = r
+                    .get(&oid.to_string())
+                    .map_err(|e| CallError::new("wamp.error.runtime_error", e.to_string()))?
+                    .ok_or_else(|| {
+                        CallError::new("crossbar.error.no_such_object", format!("no node {oid}"))
+                    })?;
+                drop(r);
+                unpair(&ctx, &publisher, &inv, node).await
+            }
+        })
+    };
+    let unpair_by_pubkey = {
+        let (ctx, publisher) = (ctx.clone(), publisher.clone());
+        handler(move |inv| {
+            let (ctx, publisher) = (ctx.clone(), publisher.clone());
+            async move {
+                let pubkey = str_arg(&inv, 0, "pubkey")?.to_ascii_lowercase();
+                let r = ctx.replica.read().await.map_err(read_failed)?;
+                let node: Node = r
+                    .lookup(Index::NodeByPubkey, &pubkey)
+                    .map_err(|e| CallError::new("wamp.error.runtime_error", e.to_string()))?
+                    .ok_or_else(|| {
+                        CallError::new(
+                            "crossbar.error.no_such_object",
+                            format!("no node with pubkey {pubkey}"),
+                        )
+                    })?;
+                drop(r);
+                unpair(&ctx, &publisher, &inv, node).await
+            }
+        })
+    };
     vec![
+        ("crossbarfabriccenter.mrealm.delete_mrealm", delete),
+        (
+            "crossbarfabriccenter.mrealm.delete_mrealm_by_name",
+            delete_by_name,
+        ),
+        ("crossbarfabriccenter.mrealm.pair_node", pair),
+        ("crossbarfabriccenter.mrealm.unpair_node", unpair_by_oid),
+        (
+            "crossbarfabriccenter.mrealm.unpair_node_by_pubkey",
+            unpair_by_pubkey,
+        ),
         ("crossbarfabriccenter.mrealm.list_mrealms", list),
         ("crossbarfabriccenter.mrealm.get_mrealm", get),
         (

@@ -61,6 +61,14 @@ impl Router {
         realm
     }
 
+    /// Removes a realm and closes its sessions; returns how many were closed.
+    pub fn remove_realm(&self, name: &str, reason: &str, message: &str) -> usize {
+        match self.realms.write().remove(name) {
+            Some(realm) => realm.close_all(reason, message),
+            None => 0,
+        }
+    }
+
     pub fn realm(&self, name: &str) -> Option<Arc<Realm>> {
         self.realms.read().get(name).cloned()
     }

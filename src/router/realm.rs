@@ -175,6 +175,16 @@ impl Realm {
             .count()
     }
 
+    /// `(authid, authrole)` of every session, for reconciling them with the state.
+    pub fn members(&self) -> Vec<(String, String)> {
+        self.state
+            .lock()
+            .members
+            .values()
+            .map(|m| (m.info.authid.clone(), m.info.authrole.clone()))
+            .collect()
+    }
+
     /// Closes every session whose authid matches (used by the management API).
     pub fn kill_by_authid(&self, authid: &str, reason: &str, message: &str) -> Vec<Id> {
         let mut st = self.state.lock();

@@ -1,0 +1,148 @@
+//! Management realms as router realms: every replica keeps one router realm per mrealm in
+//! the replicated state, and closes node sessions whose pairing is gone. It reconciles the
+//! router with the state after changes, so a replica that learns of a change from the log
+//! or from a snapshot ends up the same as the one that served the call.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use crate::replica::Replica;
+use crate::router::{Permission, RealmSpec, Role, Router};
+use crate::store::Index;
+use crate::store::model::{ManagementRealm, Node};
+use crate::wamp::uri::MatchPolicy;
+
+/// Roles of a management realm.
+pub fn mrealm_spec(name: &str) -> RealmSpec {
+    let rule = |uri: &str, call, register, publish, subscribe| Permission {
+        uri: uri.to_owned(),
+        policy: MatchPolicy::Prefix,
+        call,
+        register,
+        publish,
+        subscribe,
+        disclose_caller: true,
+        disclose_publisher: true,
+    };
+    let role = |name: &str, permissions| Role {
+        name: name.into(),
+        permissions,
+    };
+    RealmSpec {
+        name: name.to_owned(),
+        roles: vec![
+            role("owner", vec![Permission::all("")]),
+            role("admin", vec![Permission::all("")]),
+            role("user", vec![rule("", true, false, false, true)]),
+            role("guest", vec![rule("", false, false, false, true)]),
+            // Nodes forward their procedures and events below crossbarfabriccenter.node. and
+            // call the realm controller (get_status) after joining.
+            role(
+                "node",
+                vec![
+                    rule("crossbarfabriccenter.node.", true, true, true, true),
+                    rule("crossbarfabriccenter.mrealm.", true, false, false, true),
+                ],
+            ),
+        ],
+    }
+}
+
+pub struct RealmSync {
+    router: Arc<Router>,
+    replica: Arc<Replica>,
+    /// The router realms this replica created for mrealms.
+    managed: Mutex<HashSet<String>>,
+}
+
+impl RealmSync {
+    pub fn new(router: Arc<Router>, replica: Arc<Replica>) -> Arc<RealmSync> {
+        Arc::new(RealmSync {
+            router,
+            replica,
+            managed: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn router_realm(&self, name: &str) -> Option<Arc<crate::router::realm::Realm>> {
+        self.router.realm(name)
+    }
+
+    /// Reconciles after every applied change (at most every 50 ms).
+    pub fn spawn(self: &Arc<Self>) {
+        let me = self.clone();
+        let mut metrics = self.replica.raft.metrics();
+        tokio::spawn(async move {
+            let mut seen = None;
+            loop {
+                let applied = metrics.borrow().last_applied;
+                if applied != seen {
+                    seen = applied;
+                    if let Err(e) = me.reconcile().await {
+                        tracing::warn!("reconciling management realms: {e}");
+                    }
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    /// Brings the router in line with this replica's state.
+    pub async fn reconcile(&self) -> Result<(), crate::store::StoreError> {
+        let mut managed = self.managed.lock().await;
+        let r = self.replica.reader()?;
+        let mrealms: Vec<ManagementRealm> = r.list("")?;
+        let wanted: HashSet<String> = mrealms.iter().map(|m| m.name.clone()).collect();
+        for gone in managed.difference(&wanted).cloned().collect::<Vec<_>>() {
+            let closed = self.router.remove_realm(
+                &gone,
+                crate::wamp::errors::CLOSE_KILLED,
+                "the management realm was deleted",
+            );
+            tracing::info!("management realm {gone} removed ({closed} sessions closed)");
+            managed.remove(&gone);
+        }
+        for m in &mrealms {
+            if !managed.contains(&m.name) {
+                if self.router.realm(&m.name).is_some() {
+                    tracing::warn!(
+                        "management realm {} clashes with a configured realm",
+                        m.name
+                    );
+                    continue;
+                }
+                self.router.add_realm(mrealm_spec(&m.name));
+                managed.insert(m.name.clone());
+                tracing::info!("management realm {} is served", m.name);
+            }
+            // Node sessions whose pairing is gone (unpaired, re-paired elsewhere) are closed.
+            let Some(realm) = self.router.realm(&m.name) else {
+                continue;
+            };
+            for (authid, authrole) in realm.members() {
+                if authrole != "node" {
+                    continue;
+                }
+                let key = format!("{}/{authid}", m.oid);
+                if r.lookup::<Node>(Index::NodeByAuthid, &key)?.is_none() {
+                    let killed = realm.kill_by_authid(
+                        &authid,
+                        "wamp.close.auth-changed",
+                        "the node was unpaired",
+                    );
+                    tracing::info!(
+                        "closed {} session(s) of unpaired node {authid}",
+                        killed.len()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
