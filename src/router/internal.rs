@@ -60,6 +60,9 @@ impl CallError {
     }
 }
 
+/// The `protocol` of internal sessions in the session details.
+pub const PROTOCOL: &str = "internal";
+
 pub type Handler =
     Arc<dyn Fn(Invocation) -> BoxFuture<'static, Result<Payload, CallError>> + Send + Sync>;
 
@@ -84,7 +87,7 @@ impl InternalSession {
             authprovider: "internal".into(),
             authextra: Dict::new(),
             peer: "internal".into(),
-            protocol: "internal".into(),
+            protocol: PROTOCOL.into(),
             callee_call_canceling: false,
             callee_progressive_results: false,
             joined: super::now_iso(),

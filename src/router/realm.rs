@@ -162,8 +162,14 @@ impl Realm {
         self.state.lock().remove_member(sid);
     }
 
+    /// Client sessions (the master's own internal sessions are not counted).
     pub fn session_count(&self) -> usize {
-        self.state.lock().members.len()
+        self.state
+            .lock()
+            .members
+            .values()
+            .filter(|m| m.info.protocol != super::internal::PROTOCOL)
+            .count()
     }
 
     /// Says GOODBYE to every session (used on shutdown).
