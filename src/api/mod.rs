@@ -4,6 +4,7 @@
 mod domain;
 mod mrealm;
 pub mod realms;
+pub mod scope;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,9 +64,22 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    pub fn new(realm: Arc<crate::router::realm::Realm>) -> Publisher {
+        Publisher { realm }
+    }
+
     pub fn publish(&self, topic: &str, args: Vec<Value>) {
         self.realm.publish_internal(topic, args);
     }
+}
+
+/// Every procedure the backend of one management realm registers on it (spec §6.2–§6.6),
+/// as (URI, handler) pairs.
+pub fn mrealm_handlers(scope: &Arc<scope::Scope>) -> Vec<(String, Handler)> {
+    let handlers: Vec<(String, Handler)> = Vec::new();
+    // Each group of the management realm's API adds its handlers here.
+    let _ = scope;
+    handlers
 }
 
 /// Wraps an async handler.
