@@ -6,7 +6,7 @@ use super::{Ctx, handler};
 use crate::router::internal::Handler;
 use crate::wamp::Value;
 
-fn humanize(secs: u64) -> String {
+pub(super) fn humanize(secs: u64) -> String {
     match secs {
         0..60 => format!("{secs} seconds"),
         60..3600 => format!("{} minutes", secs / 60),

@@ -1,9 +1,12 @@
 //! Management backends, registered as internal callees on the router: today the domain
 //! procedures and the management-realm catalogue of the global realm (spec §6.1).
 
+mod backend;
+mod controller;
 mod domain;
 mod mrealm;
 pub mod realms;
+mod remote;
 pub mod scope;
 
 use std::sync::Arc;
@@ -34,14 +37,34 @@ pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Resul
     let realm = router
         .realm(crate::auth::GLOBAL_REALM)
         .ok_or_else(|| anyhow::anyhow!("the global realm is missing"))?;
+    forget_earlier_sessions(&replica).await;
     let realms = realms::RealmSync::new(router.clone(), replica.clone());
-    realms.spawn();
     let ctx = Arc::new(Ctx {
-        replica,
-        realms,
+        replica: replica.clone(),
+        realms: realms.clone(),
         started: Instant::now(),
         started_iso: crate::router::now_iso(),
     });
+    realms.set_ctx(&ctx);
+    realms.spawn();
+    let answer_routed = realms.clone();
+    let _ = replica
+        .node_calls
+        .set(Arc::new(move |realm, procedure, payload, timeout| {
+            let backend = answer_routed.backend(&realm);
+            Box::pin(async move {
+                let Some(b) = backend else {
+                    return Err(CallError::new(
+                        crate::wamp::errors::NO_SUCH_PROCEDURE,
+                        format!("management realm {realm} is not served here"),
+                    ));
+                };
+                b.controller
+                    .caller()
+                    .call(&procedure, payload, timeout)
+                    .await
+            })
+        }));
     let mut session = InternalSession::join(realm.clone(), "fabric-master", "user-backend");
     let publisher = Publisher { realm };
     for (uri, handler) in domain::handlers(&ctx)
@@ -57,6 +80,33 @@ pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Resul
     Ok(())
 }
 
+/// Node sessions this replica held before it restarted are gone: their presence records
+/// are dropped before this replica accepts sessions (later if there is no quorum yet).
+async fn forget_earlier_sessions(replica: &Arc<Replica>) {
+    let drop = crate::store::Command::PresenceDropStale {
+        replica_id: replica.id,
+        joined_before: controller::now_ns(),
+    };
+    let first = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        replica.propose(drop.clone()),
+    )
+    .await;
+    if matches!(first, Ok(Ok(_))) {
+        return;
+    }
+    let replica = replica.clone();
+    tokio::spawn(async move {
+        for attempt in 0u32.. {
+            tokio::time::sleep(std::time::Duration::from_secs(1 << attempt.min(5))).await;
+            match replica.propose(drop.clone()).await {
+                Ok(_) => return,
+                Err(e) => tracing::warn!("stale node presence not dropped yet: {e}"),
+            }
+        }
+    });
+}
+
 /// Publishes management events on the global realm.
 #[derive(Clone)]
 pub struct Publisher {
@@ -68,8 +118,22 @@ impl Publisher {
         Publisher { realm }
     }
 
+    pub fn realm(&self) -> &Arc<crate::router::realm::Realm> {
+        &self.realm
+    }
+
     pub fn publish(&self, topic: &str, args: Vec<Value>) {
         self.realm.publish_internal(topic, args);
+    }
+
+    pub fn publish_with(&self, topic: &str, args: Vec<Value>, kwargs: Option<crate::wamp::Dict>) {
+        self.realm.publish_internal_payload(
+            topic,
+            Payload {
+                args: Some(Value::List(args)),
+                kwargs,
+            },
+        );
     }
 }
 

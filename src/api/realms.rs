@@ -3,8 +3,8 @@
 //! router with the state after changes, so a replica that learns of a change from the log
 //! or from a snapshot ends up the same as the one that served the call.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -12,7 +12,10 @@ use tokio::sync::Mutex;
 use crate::replica::Replica;
 use crate::router::{Permission, RealmSpec, Role, Router};
 use crate::store::Index;
-use crate::store::model::{ManagementRealm, Node};
+use crate::store::model::{ManagementRealm, Node, Presence};
+
+use super::Ctx;
+use super::backend::Backend;
 use crate::wamp::uri::MatchPolicy;
 
 /// Roles of a management realm.
@@ -27,6 +30,10 @@ pub fn mrealm_spec(name: &str) -> RealmSpec {
         disclose_caller: true,
         disclose_publisher: true,
     };
+    let exact = |uri: &str| Permission {
+        policy: MatchPolicy::Exact,
+        ..rule(uri, false, false, true, false)
+    };
     let role = |name: &str, permissions| Role {
         name: name.into(),
         permissions,
@@ -36,16 +43,41 @@ pub fn mrealm_spec(name: &str) -> RealmSpec {
         roles: vec![
             role("owner", vec![Permission::all("")]),
             role("admin", vec![Permission::all("")]),
+            // Users and guests read; the backends refuse them writes.
             role("user", vec![rule("", true, false, false, true)]),
-            role("guest", vec![rule("", false, false, false, true)]),
+            role("guest", vec![rule("", true, false, false, true)]),
             // Nodes forward their procedures and events below crossbarfabriccenter.node. and
             // call the realm controller (get_status) after joining.
+            // A node acts only below its own prefix, publishes heartbeats, and calls the
+            // realm controller (get_status) after joining.
             role(
                 "node",
                 vec![
-                    rule("crossbarfabriccenter.node.", true, true, true, true),
+                    rule(
+                        "crossbarfabriccenter.node.{authid}.",
+                        true,
+                        true,
+                        true,
+                        true,
+                    ),
+                    exact("crossbarfabriccenter.node.on_heartbeat"),
+                    exact("crossbarfabriccenter.node.on_worker_heartbeat"),
                     rule("crossbarfabriccenter.mrealm.", true, false, false, true),
                 ],
+            ),
+            // Anyone on the realm may ask whether the master is there.
+            role(
+                "public",
+                vec![Permission {
+                    policy: MatchPolicy::Exact,
+                    ..rule(
+                        "crossbarfabriccenter.mrealm.get_status",
+                        true,
+                        false,
+                        false,
+                        false,
+                    )
+                }],
             ),
         ],
     }
@@ -54,8 +86,11 @@ pub fn mrealm_spec(name: &str) -> RealmSpec {
 pub struct RealmSync {
     router: Arc<Router>,
     replica: Arc<Replica>,
-    /// The router realms this replica created for mrealms.
-    managed: Mutex<HashSet<String>>,
+    /// The router realms this replica created for mrealms, with their backends.
+    managed: Mutex<HashMap<String, Arc<Backend>>>,
+    /// The same backends for lookups that cannot wait (routed node calls).
+    backends: parking_lot::RwLock<HashMap<String, Arc<Backend>>>,
+    ctx: OnceLock<Weak<Ctx>>,
 }
 
 impl RealmSync {
@@ -63,8 +98,20 @@ impl RealmSync {
         Arc::new(RealmSync {
             router,
             replica,
-            managed: Mutex::new(HashSet::new()),
+            managed: Mutex::new(HashMap::new()),
+            backends: Default::default(),
+            ctx: OnceLock::new(),
         })
+    }
+
+    /// Backends need the context, which holds this: set once it exists.
+    pub fn set_ctx(&self, ctx: &Arc<Ctx>) {
+        let _ = self.ctx.set(Arc::downgrade(ctx));
+    }
+
+    /// The backend serving management realm `name` here.
+    pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
+        self.backends.read().get(name).cloned()
     }
 
     pub fn router_realm(&self, name: &str) -> Option<Arc<crate::router::realm::Realm>> {
@@ -99,17 +146,25 @@ impl RealmSync {
         let r = self.replica.reader()?;
         let mrealms: Vec<ManagementRealm> = r.list("")?;
         let wanted: HashSet<String> = mrealms.iter().map(|m| m.name.clone()).collect();
-        for gone in managed.difference(&wanted).cloned().collect::<Vec<_>>() {
+        let gone: Vec<String> = managed
+            .keys()
+            .filter(|n| !wanted.contains(*n))
+            .cloned()
+            .collect();
+        for gone in gone {
+            if let Some(b) = managed.remove(&gone) {
+                b.stop();
+            }
+            self.backends.write().remove(&gone);
             let closed = self.router.remove_realm(
                 &gone,
                 crate::wamp::errors::CLOSE_KILLED,
                 "the management realm was deleted",
             );
             tracing::info!("management realm {gone} removed ({closed} sessions closed)");
-            managed.remove(&gone);
         }
         for m in &mrealms {
-            if !managed.contains(&m.name) {
+            if !managed.contains_key(&m.name) {
                 if self.router.realm(&m.name).is_some() {
                     tracing::warn!(
                         "management realm {} clashes with a configured realm",
@@ -117,9 +172,31 @@ impl RealmSync {
                     );
                     continue;
                 }
-                self.router.add_realm(mrealm_spec(&m.name));
-                managed.insert(m.name.clone());
-                tracing::info!("management realm {} is served", m.name);
+                let Some(ctx) = self.ctx.get().and_then(Weak::upgrade) else {
+                    continue;
+                };
+                let realm = self.router.add_realm(mrealm_spec(&m.name));
+                match super::backend::start(ctx, realm, m).await {
+                    Ok(b) => {
+                        managed.insert(m.name.clone(), b.clone());
+                        self.backends.write().insert(m.name.clone(), b);
+                        tracing::info!("management realm {} is served", m.name);
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "management realm {}: its backend did not start: {} {}",
+                            m.name,
+                            e.uri,
+                            e.message
+                        );
+                        self.router.remove_realm(
+                            &m.name,
+                            crate::wamp::errors::CLOSE_KILLED,
+                            "the management realm's backend did not start",
+                        );
+                        continue;
+                    }
+                }
             }
             // Node sessions whose pairing is gone (unpaired, re-paired elsewhere) are closed.
             let Some(realm) = self.router.realm(&m.name) else {
@@ -142,6 +219,10 @@ impl RealmSync {
                     );
                 }
             }
+        }
+        let presence: Vec<Presence> = r.list("")?;
+        for b in managed.values() {
+            b.controller.sync_presence(&presence);
         }
         Ok(())
     }

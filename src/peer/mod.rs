@@ -12,6 +12,8 @@ use tonic::{Request, Response, Status};
 
 use crate::raft::codec;
 use crate::replica::{ProposeError, Replica};
+use crate::router::internal::CallError;
+use crate::wamp::{Payload, Value};
 
 pub mod pb {
     tonic::include_proto!("fabric.peer.v1");
@@ -78,6 +80,59 @@ impl PeerService {
 }
 
 const BACKUP_CHUNK: usize = 1 << 20;
+
+/// Answers a node call routed here from another replica: (realm, procedure, payload,
+/// timeout) → the node's result, or its error.
+pub type NodeCallFn = Arc<
+    dyn Fn(
+            String,
+            String,
+            Payload,
+            Duration,
+        ) -> futures_util::future::BoxFuture<'static, Result<Payload, CallError>>
+        + Send
+        + Sync,
+>;
+
+/// A WAMP payload as it travels between replicas.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct WirePayload {
+    pub args: Option<Value>,
+    /// A `Value::Dict`.
+    pub kwargs: Option<Value>,
+}
+
+impl From<Payload> for WirePayload {
+    fn from(p: Payload) -> WirePayload {
+        WirePayload {
+            args: p.args,
+            kwargs: p.kwargs.map(Value::Dict),
+        }
+    }
+}
+
+impl From<WirePayload> for Payload {
+    fn from(p: WirePayload) -> Payload {
+        Payload {
+            args: p.args,
+            kwargs: match p.kwargs {
+                Some(Value::Dict(d)) => Some(d),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The answer to a routed node call: the result, or (error URI, error payload).
+pub type WireResult = Result<WirePayload, (String, WirePayload)>;
+
+/// The error of a routed call that the remote replica could not answer at all.
+pub fn unreachable(replica: u64, e: impl std::fmt::Display) -> CallError {
+    CallError::new(
+        "wamp.error.no_such_procedure",
+        format!("replica {replica} holding the node's session cannot be reached: {e}"),
+    )
+}
 
 #[tonic::async_trait]
 impl pb::peer_server::Peer for PeerService {
@@ -186,6 +241,35 @@ impl pb::peer_server::Peer for PeerService {
         let q = decode(&req.into_inner().query)?;
         let res = self.replica.query(q).await;
         Ok(Response::new(pb::QueryReply { result: json(&res) }))
+    }
+
+    async fn call_node(
+        &self,
+        req: Request<pb::NodeCall>,
+    ) -> Result<Response<pb::NodeCallReply>, Status> {
+        let call = req.into_inner();
+        let payload: WirePayload = codec::decode(&call.payload)
+            .map_err(|e| Status::invalid_argument(format!("bad payload: {e}")))?;
+        let Some(answer) = self.replica.node_calls.get() else {
+            return Err(Status::unavailable(
+                "this replica does not serve node calls yet",
+            ));
+        };
+        let timeout = Duration::from_millis(call.timeout_ms.clamp(1, 600_000));
+        let res: WireResult = answer(call.realm, call.procedure, payload.into(), timeout)
+            .await
+            .map(WirePayload::from)
+            .map_err(|e| {
+                let uri = e.uri.clone();
+                let payload = e
+                    .payload
+                    .clone()
+                    .unwrap_or_else(|| Payload::args(vec![Value::Str(e.message.clone())]));
+                (uri, WirePayload::from(payload))
+            });
+        Ok(Response::new(pb::NodeCallReply {
+            result: codec::encode(&res),
+        }))
     }
 
     type BackupStream =

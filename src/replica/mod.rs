@@ -106,6 +106,8 @@ pub struct Replica {
     last_read_index: tokio::sync::Mutex<Option<(Instant, Option<u64>)>>,
     /// Milliseconds since `started` when a leader last reached us (or we reached a quorum).
     leader_contact_ms: AtomicU64,
+    /// Answers node calls routed here by other replicas (set once the API is up).
+    pub node_calls: std::sync::OnceLock<crate::peer::NodeCallFn>,
 }
 
 const NO_CONTACT: u64 = u64::MAX;
@@ -141,6 +143,7 @@ impl Replica {
             membership_lock: tokio::sync::Mutex::new(()),
             last_read_index: tokio::sync::Mutex::new(None),
             leader_contact_ms: AtomicU64::new(NO_CONTACT),
+            node_calls: std::sync::OnceLock::new(),
         });
         replica.clone().watch_leader_contact();
         tokio::spawn(run_batches(replica.raft.clone(), queue));
@@ -229,6 +232,49 @@ impl Replica {
             .into_inner();
         let res: Result<serde_json::Value, String> = serde_json::from_slice(&reply.json)?;
         res.map(|_| ()).map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// Routes a call to a node whose session is held by replica `holder`.
+    pub async fn call_node_on(
+        &self,
+        holder: NodeId,
+        realm: &str,
+        procedure: &str,
+        payload: crate::wamp::Payload,
+        timeout: Duration,
+    ) -> Result<crate::wamp::Payload, crate::router::internal::CallError> {
+        use crate::peer::{WirePayload, WireResult, unreachable};
+        let addr = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config
+                .membership()
+                .get_node(&holder)
+                .map(|n| n.addr.clone())
+        };
+        let addr = addr.ok_or_else(|| unreachable(holder, "not a member"))?;
+        let mut client = self
+            .clients
+            .get(&addr)
+            .map_err(|e| unreachable(holder, e))?;
+        let request = pb::NodeCall {
+            realm: realm.to_owned(),
+            procedure: procedure.to_owned(),
+            payload: crate::raft::codec::encode(&WirePayload::from(payload)),
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        // The holder bounds the node's answer by `timeout`; allow for the hop itself.
+        let reply =
+            tokio::time::timeout(timeout + Duration::from_secs(2), client.call_node(request))
+                .await
+                .map_err(|_| unreachable(holder, "no answer"))?
+                .map_err(|e| unreachable(holder, e.message()))?
+                .into_inner();
+        let res: WireResult = crate::raft::codec::decode(&reply.result)
+            .map_err(|e| unreachable(holder, format!("bad reply: {e}")))?;
+        res.map(Into::into).map_err(|(uri, payload)| {
+            crate::router::internal::CallError::passed_on(uri, payload.into())
+        })
     }
 
     fn leader_addr(&self) -> Option<(NodeId, String)> {

@@ -300,15 +300,12 @@ impl State {
         if self.broker.subs.is_empty() {
             return;
         }
+        self.publish_meta_payload(topic, Payload::args(args));
+    }
+
+    pub(crate) fn publish_meta_payload(&mut self, topic: &str, payload: Payload) {
         let publication = crate::wamp::random_id();
-        self.deliver(
-            None,
-            &Dict::new(),
-            topic,
-            publication,
-            Dict::new(),
-            Payload::args(args),
-        );
+        self.deliver(None, &Dict::new(), topic, publication, Dict::new(), payload);
     }
 
     fn deliver(

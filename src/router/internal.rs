@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot};
 
 use super::Realm;
 use super::session_info::SessionInfo;
@@ -44,11 +46,13 @@ impl Invocation {
     }
 }
 
-/// A backend's refusal: an ERROR with this URI and a message as the first argument.
+/// A backend's refusal: an ERROR with this URI and a message as the first argument, or
+/// with `payload` unchanged when it passes on another callee's error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallError {
     pub uri: String,
     pub message: String,
+    pub payload: Option<Payload>,
 }
 
 impl CallError {
@@ -56,6 +60,107 @@ impl CallError {
         CallError {
             uri: uri.to_owned(),
             message: message.into(),
+            payload: None,
+        }
+    }
+
+    /// An error received from another callee, passed on with its arguments.
+    pub fn passed_on(uri: String, payload: Payload) -> CallError {
+        let message = match &payload.args {
+            Some(Value::List(l)) => l.first().and_then(Value::as_str).unwrap_or("").to_owned(),
+            _ => String::new(),
+        };
+        CallError {
+            uri,
+            message,
+            payload: Some(payload),
+        }
+    }
+
+    fn into_payload(self) -> Payload {
+        self.payload.unwrap_or_else(|| Payload {
+            args: Some(Value::List(vec![Value::Str(self.message)])),
+            kwargs: None,
+        })
+    }
+}
+
+/// An event delivered to an internal subscriber.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub topic: String,
+    pub payload: Payload,
+}
+
+impl Event {
+    pub fn args(&self) -> &[Value] {
+        match &self.payload.args {
+            Some(Value::List(l)) => l,
+            _ => &[],
+        }
+    }
+}
+
+pub type EventHandler = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// Calls made by an internal session wait here for their RESULT or ERROR.
+type Pending = parking_lot::Mutex<HashMap<Id, oneshot::Sender<Result<Payload, CallError>>>>;
+
+/// Makes calls as an internal session; cheap to clone and usable from any task.
+#[derive(Clone)]
+pub struct Caller {
+    realm: Arc<Realm>,
+    id: Id,
+    pending: Arc<Pending>,
+}
+
+impl Caller {
+    /// Calls `procedure` through the realm's dealer; gives up after `timeout`.
+    pub async fn call(
+        &self,
+        procedure: &str,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<Payload, CallError> {
+        let request = random_id();
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(request, tx);
+        let sent = self.realm.handle(
+            self.id,
+            Message::Call {
+                request,
+                options: Dict::new(),
+                procedure: procedure.to_owned(),
+                payload,
+            },
+        );
+        if let Err(e) = sent {
+            self.pending.lock().remove(&request);
+            return Err(CallError::new("wamp.error.runtime_error", e.0));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(CallError::new(
+                "wamp.error.canceled",
+                format!("the master's session on {} closed", self.realm.name),
+            )),
+            Err(_) => {
+                self.pending.lock().remove(&request);
+                let _ = self.realm.handle(
+                    self.id,
+                    Message::Cancel {
+                        request,
+                        options: crate::dict! {"mode" => "killnowait"},
+                    },
+                );
+                Err(CallError::new(
+                    "wamp.error.timeout",
+                    format!(
+                        "{procedure} did not answer within {} ms",
+                        timeout.as_millis()
+                    ),
+                ))
+            }
         }
     }
 }
@@ -70,7 +175,9 @@ pub struct InternalSession {
     realm: Arc<Realm>,
     id: Id,
     rx: mpsc::Receiver<Outgoing>,
-    handlers: std::collections::HashMap<Id, (String, Handler)>,
+    handlers: HashMap<Id, (String, Handler)>,
+    subscribers: HashMap<Id, (String, EventHandler)>,
+    pending: Arc<Pending>,
 }
 
 impl InternalSession {
@@ -98,6 +205,70 @@ impl InternalSession {
             id,
             rx,
             handlers: Default::default(),
+            subscribers: Default::default(),
+            pending: Default::default(),
+        }
+    }
+
+    /// The session's id in its realm.
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// A handle for making calls as this session (answered once `serve` runs).
+    pub fn caller(&self) -> Caller {
+        Caller {
+            realm: self.realm.clone(),
+            id: self.id,
+            pending: self.pending.clone(),
+        }
+    }
+
+    /// Subscribes to `topic` (exact, or prefix with `prefix`); events go to `handler`, which
+    /// runs on the session's task and must not block.
+    pub async fn subscribe(
+        &mut self,
+        topic: &str,
+        prefix: bool,
+        handler: EventHandler,
+    ) -> Result<Id, CallError> {
+        let request = random_id();
+        let mut options = Dict::new();
+        if prefix {
+            options.insert("match".into(), "prefix".into());
+        }
+        self.realm
+            .handle(
+                self.id,
+                Message::Subscribe {
+                    request,
+                    options,
+                    topic: topic.to_owned(),
+                },
+            )
+            .map_err(|e| CallError::new("wamp.error.runtime_error", e.0))?;
+        match self.answer(topic).await? {
+            Message::Subscribed { subscription, .. } => {
+                self.subscribers
+                    .insert(subscription, (topic.to_owned(), handler));
+                Ok(subscription)
+            }
+            Message::Error { error, .. } => Err(CallError::new(&error, topic)),
+            other => Err(CallError::new(
+                "wamp.error.runtime_error",
+                format!("unexpected answer to SUBSCRIBE: {other:?}"),
+            )),
+        }
+    }
+
+    /// The next message, which answers a request made before `serve`.
+    async fn answer(&mut self, what: &str) -> Result<Message, CallError> {
+        match tokio::time::timeout(Duration::from_secs(5), self.rx.recv()).await {
+            Ok(Some(Outgoing::Message(out))) => Ok(out.message.clone()),
+            _ => Err(CallError::new(
+                "wamp.error.runtime_error",
+                format!("no answer to the request for {what}"),
+            )),
         }
     }
 
@@ -123,23 +294,16 @@ impl InternalSession {
                 },
             )
             .map_err(|e| CallError::new("wamp.error.runtime_error", e.0))?;
-        let answer = tokio::time::timeout(Duration::from_secs(5), self.rx.recv()).await;
-        match answer {
-            Ok(Some(Outgoing::Message(out))) => match &out.message {
-                Message::Registered { registration, .. } => {
-                    self.handlers
-                        .insert(*registration, (procedure.to_owned(), handler));
-                    Ok(*registration)
-                }
-                Message::Error { error, .. } => Err(CallError::new(error, procedure)),
-                other => Err(CallError::new(
-                    "wamp.error.runtime_error",
-                    format!("unexpected answer to REGISTER: {other:?}"),
-                )),
-            },
-            _ => Err(CallError::new(
+        match self.answer(procedure).await? {
+            Message::Registered { registration, .. } => {
+                self.handlers
+                    .insert(registration, (procedure.to_owned(), handler));
+                Ok(registration)
+            }
+            Message::Error { error, .. } => Err(CallError::new(&error, procedure)),
+            other => Err(CallError::new(
                 "wamp.error.runtime_error",
-                format!("no answer to REGISTER {procedure}"),
+                format!("unexpected answer to REGISTER: {other:?}"),
             )),
         }
     }
@@ -148,14 +312,50 @@ impl InternalSession {
     pub async fn serve(mut self) {
         while let Some(out) = self.rx.recv().await {
             let Outgoing::Message(out) = out else { break };
-            let Message::Invocation {
-                request,
-                registration,
-                details,
-                payload,
-            } = out.message.clone()
-            else {
-                continue;
+            let (request, registration, details, payload) = match out.message.clone() {
+                Message::Invocation {
+                    request,
+                    registration,
+                    details,
+                    payload,
+                } => (request, registration, details, payload),
+                Message::Event {
+                    subscription,
+                    details,
+                    payload,
+                    ..
+                } => {
+                    if let Some((subscribed, h)) = self.subscribers.get(&subscription) {
+                        let topic = details
+                            .get("topic")
+                            .and_then(Value::as_str)
+                            .unwrap_or(subscribed)
+                            .to_owned();
+                        h(Event { topic, payload });
+                    }
+                    continue;
+                }
+                Message::Result {
+                    request, payload, ..
+                } => {
+                    if let Some(tx) = self.pending.lock().remove(&request) {
+                        let _ = tx.send(Ok(payload));
+                    }
+                    continue;
+                }
+                Message::Error {
+                    request_type: code::CALL,
+                    request,
+                    error,
+                    payload,
+                    ..
+                } => {
+                    if let Some(tx) = self.pending.lock().remove(&request) {
+                        let _ = tx.send(Err(CallError::passed_on(error, payload)));
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             let Some((uri, handler)) = self.handlers.get(&registration).cloned() else {
                 continue;
@@ -183,11 +383,8 @@ impl InternalSession {
                         request_type: code::INVOCATION,
                         request,
                         details: Dict::new(),
-                        error: e.uri,
-                        payload: Payload {
-                            args: Some(Value::List(vec![Value::Str(e.message)])),
-                            kwargs: None,
-                        },
+                        error: e.uri.clone(),
+                        payload: e.into_payload(),
                     },
                 };
                 // The realm only refuses messages from sessions that are gone.

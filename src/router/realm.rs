@@ -49,13 +49,18 @@ impl State {
     }
 
     pub fn rule(&self, sid: Id, uri: &str, action: Action) -> Option<Permission> {
-        self.members.get(&sid)?.role.authorize(uri, action).cloned()
+        let m = self.members.get(&sid)?;
+        m.role
+            .authorize_session(uri, action, &m.info.authid)
+            .cloned()
     }
 
     pub fn authorized(&self, sid: Id, uri: &str, action: Action) -> bool {
-        self.members
-            .get(&sid)
-            .is_some_and(|m| m.role.authorize(uri, action).is_some())
+        self.members.get(&sid).is_some_and(|m| {
+            m.role
+                .authorize_session(uri, action, &m.info.authid)
+                .is_some()
+        })
     }
 
     /// A fresh id for a registration or subscription, unique in this realm.
@@ -157,6 +162,15 @@ impl Realm {
         self.state.lock().publish_meta(topic, args);
     }
 
+    /// As `publish_internal`, with keyword arguments.
+    pub fn publish_internal_payload(&self, topic: &str, payload: Payload) {
+        let mut st = self.state.lock();
+        if st.broker.subs.is_empty() {
+            return;
+        }
+        st.publish_meta_payload(topic, payload);
+    }
+
     /// Removes a session that left; a session already killed is not there anymore.
     pub fn detach(&self, sid: Id) {
         self.state.lock().remove_member(sid);
@@ -189,6 +203,11 @@ impl Realm {
             .values()
             .map(|m| (m.info.authid.clone(), m.info.authrole.clone()))
             .collect()
+    }
+
+    /// Closes one session (a node replaced by a newer session of itself).
+    pub fn kill_session(&self, sid: Id, reason: &str, message: &str) -> bool {
+        self.state.lock().kill(sid, reason, message)
     }
 
     /// Closes every session whose authid matches (used by the management API).

@@ -75,14 +75,25 @@ impl Role {
     /// The rule that governs `uri`: an exact rule wins, then the longest prefix, then the most
     /// specific wildcard. No rule means nothing is allowed.
     pub fn rule_for(&self, uri: &str) -> Option<&Permission> {
+        self.rule_for_session(uri, "")
+    }
+
+    /// As `rule_for`, with `{authid}` in a rule's URI standing for the session's authid (a
+    /// node may only act below its own `crossbarfabriccenter.node.<authid>.`).
+    pub fn rule_for_session(&self, uri: &str, authid: &str) -> Option<&Permission> {
         let mut best: Option<(&Permission, (u8, usize))> = None;
         for p in &self.permissions {
-            if !p.policy.matches(&p.uri, uri) {
+            let pattern = if p.uri.contains(AUTHID_PLACEHOLDER) {
+                std::borrow::Cow::Owned(p.uri.replace(AUTHID_PLACEHOLDER, authid))
+            } else {
+                std::borrow::Cow::Borrowed(p.uri.as_str())
+            };
+            if !p.policy.matches(&pattern, uri) {
                 continue;
             }
             let rank = match p.policy {
                 MatchPolicy::Exact => (3, usize::MAX),
-                MatchPolicy::Prefix => (2, p.uri.len()),
+                MatchPolicy::Prefix => (2, pattern.len()),
                 MatchPolicy::Wildcard => (1, p.uri.split('.').filter(|c| !c.is_empty()).count()),
             };
             if best.is_none_or(|(_, r)| rank > r) {
@@ -95,7 +106,20 @@ impl Role {
     pub fn authorize(&self, uri: &str, action: Action) -> Option<&Permission> {
         self.rule_for(uri).filter(|p| p.allows(action))
     }
+
+    pub fn authorize_session(
+        &self,
+        uri: &str,
+        action: Action,
+        authid: &str,
+    ) -> Option<&Permission> {
+        self.rule_for_session(uri, authid)
+            .filter(|p| p.allows(action))
+    }
 }
+
+/// Stands for the session's authid in a rule's URI.
+pub const AUTHID_PLACEHOLDER: &str = "{authid}";
 
 mod match_policy {
     use serde::{Deserialize, Deserializer};
@@ -137,6 +161,24 @@ mod tests {
         assert!(role.authorize("com.x.closed", Action::Call).is_none());
         assert!(role.authorize("com.x.open", Action::Call).is_some());
         assert!(role.authorize("com.x.open", Action::Publish).is_none());
+    }
+
+    #[test]
+    fn authid_placeholder_limits_a_session_to_its_own_prefix() {
+        let role = Role {
+            name: "node".into(),
+            permissions: vec![Permission::all("crossbarfabriccenter.node.{authid}.")],
+        };
+        let uri = "crossbarfabriccenter.node.node1.get_status";
+        assert!(
+            role.authorize_session(uri, Action::Register, "node1")
+                .is_some()
+        );
+        assert!(
+            role.authorize_session(uri, Action::Register, "node2")
+                .is_none()
+        );
+        assert!(role.authorize(uri, Action::Register).is_none());
     }
 
     #[test]

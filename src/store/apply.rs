@@ -312,6 +312,23 @@ impl Tx<'_> {
                 }
                 Ok(Json::from(keys.len()))
             }
+            Command::PresenceDropStale {
+                replica_id,
+                joined_before,
+            } => {
+                let keys =
+                    self.index_scan(Index::PresenceByReplica, &format!("{replica_id:020}/"))?;
+                let mut dropped = 0u64;
+                for (_, pk) in &keys {
+                    if let Some(p) = self.get::<Presence>(pk)?
+                        && p.since < *joined_before
+                    {
+                        self.erase(&p)?;
+                        dropped += 1;
+                    }
+                }
+                Ok(Json::from(dropped))
+            }
         }
     }
 

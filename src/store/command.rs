@@ -92,4 +92,7 @@ pub enum Command {
     PresenceLeave { node_oid: Oid, session_id: u64 },
     /// A replica left the cluster or missed its lease: forget every node it held.
     PresenceDropReplica { replica_id: u64 },
+    /// A replica restarted: forget the nodes it held in its earlier life (joined before
+    /// `joined_before`, ns), keeping any that joined it since.
+    PresenceDropStale { replica_id: u64, joined_before: i64 },
 }

@@ -1,0 +1,667 @@
+//! `crossbarfabriccenter.remote.*` (spec §5.1, §5.3): management calls addressed to a node
+//! by its oid are forwarded to the procedures the node registered on the master
+//! (`crossbarfabriccenter.node.<authid>.…`), on this replica or on the replica that holds the
+//! node's session; node events are republished under `crossbarfabriccenter.remote.*`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::bad_argument;
+use super::scope::Scope;
+use crate::router::internal::{CallError, Caller, Event, Handler, Invocation};
+use crate::store::Index;
+use crate::store::model::{Node, Presence};
+use crate::wamp::errors::{INVALID_ARGUMENT, NO_SUCH_PROCEDURE, NOT_AUTHORIZED};
+use crate::wamp::{Payload, Value};
+
+/// Management calls may start workers or pull images; they get this long.
+pub const NODE_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Level {
+    /// `(node_oid, *args)` → `crossbarfabriccenter.node.<authid>.<proc>`.
+    Node,
+    /// `(node_oid, worker_id, *args)` → `….node.<authid>.worker.<worker_id>.<proc>`.
+    Worker,
+}
+
+struct Api {
+    name: &'static str,
+    level: Level,
+    /// (remote name, node-side name); most are the same.
+    procs: &'static [(&'static str, &'static str)],
+}
+
+macro_rules! same {
+    ($($p:literal),* $(,)?) => { &[$(($p, $p)),*] };
+}
+
+const APIS: [Api; 7] = [
+    Api {
+        name: "node",
+        level: Level::Node,
+        procs: same!(
+            "get_cpu_count",
+            "get_cpu_affinity",
+            "set_cpu_affinity",
+            "get_process_info",
+            "get_process_stats",
+            "set_process_stats_monitoring",
+            "trigger_gc",
+            "start_manhole",
+            "stop_manhole",
+            "get_manhole",
+            "get_status",
+            "get_system_stats",
+            "shutdown",
+            "get_worker_log",
+            "get_workers",
+            "get_worker",
+            "start_worker",
+            "stop_worker",
+        ),
+    },
+    Api {
+        name: "worker",
+        level: Level::Worker,
+        procs: same!(
+            "shutdown",
+            "get_status",
+            "get_pythonpath",
+            "add_pythonpath",
+            "get_cpu_affinity",
+            "set_cpu_affinity",
+            "get_profilers",
+            "start_profiler",
+            "get_profile",
+            "get_process_info",
+            "get_process_stats",
+            "set_process_stats_monitoring",
+        ),
+    },
+    Api {
+        name: "router",
+        level: Level::Worker,
+        procs: same!(
+            "get_router_realms",
+            "get_router_realm",
+            "get_router_realm_stats",
+            "get_router_realm_by_name",
+            "start_router_realm",
+            "stop_router_realm",
+            "get_router_realm_roles",
+            "get_router_realm_role",
+            "start_router_realm_role",
+            "stop_router_realm_role",
+            "get_router_transports",
+            "get_router_transport",
+            "start_router_transport",
+            "stop_router_transport",
+            "get_web_transport_services",
+            "get_web_transport_service",
+            "start_web_transport_service",
+            "stop_web_transport_service",
+            "get_router_components",
+            "get_router_component",
+            "start_router_component",
+            "stop_router_component",
+            "get_router_realm_links",
+            "get_router_realm_link",
+            "start_router_realm_link",
+            "stop_router_realm_link",
+        ),
+    },
+    Api {
+        name: "container",
+        level: Level::Worker,
+        procs: same!(
+            "get_components",
+            "get_component",
+            "start_component",
+            "stop_component"
+        ),
+    },
+    Api {
+        name: "proxy",
+        level: Level::Worker,
+        procs: same!(
+            "get_proxy_transports",
+            "get_proxy_transport",
+            "start_proxy_transport",
+            "stop_proxy_transport",
+            "get_web_transport_services",
+            "get_web_transport_service",
+            "start_web_transport_service",
+            "stop_web_transport_service",
+            "get_proxy_routes",
+            "get_proxy_realm_route",
+            "list_proxy_realm_routes",
+            "start_proxy_realm_route",
+            "stop_proxy_realm_route",
+            "get_proxy_connections",
+            "get_proxy_connection",
+            "start_proxy_connection",
+            "stop_proxy_connection",
+        ),
+    },
+    Api {
+        name: "tracing",
+        level: Level::Worker,
+        procs: same!(
+            "get_traces",
+            "get_trace",
+            "start_trace",
+            "stop_trace",
+            "get_trace_data"
+        ),
+    },
+    Api {
+        name: "docker",
+        level: Level::Node,
+        procs: &[
+            ("get_info", "get_docker_info"),
+            ("get_ping", "get_docker_ping"),
+            ("get_version", "get_docker_version"),
+            ("get_df", "get_docker_df"),
+            ("get_containers", "get_docker_containers"),
+            ("get_container", "get_docker_container"),
+            ("get_images", "get_docker_images"),
+            ("get_image", "get_docker_image"),
+            ("fs_open", "fs_docker_open"),
+            ("fs_get", "fs_docker_get"),
+            ("fs_put", "fs_docker_put"),
+            ("create", "create_docker_container"),
+            ("start", "start_docker_container"),
+            ("stop", "stop_docker_container"),
+            ("restart", "restart_docker_container"),
+            ("pause", "pause_docker_container"),
+            ("unpause", "unpause_docker_container"),
+            ("destroy", "destroy_docker_container"),
+            ("delete_image", "delete_docker_image"),
+            ("prune_images", "prune_docker_images"),
+            ("request_tty", "request_docker_tty"),
+            ("watch", "watch_docker_container"),
+            ("shell", "shell_docker_container"),
+            ("backlog", "backlog_docker_container"),
+            ("keystroke", "keystroke_docker_container"),
+        ],
+    },
+];
+
+pub const REALM_META_PREFIX: &str = "crossbarfabriccenter.remote.realm.meta.";
+
+/// Users and guests may only look; changing a node takes owner or admin.
+fn may_call(inv: &Invocation, remote_name: &str) -> Result<(), CallError> {
+    let read_only = ["get_", "list_"].iter().any(|p| remote_name.starts_with(p));
+    match inv.caller_authrole() {
+        Some("owner" | "admin") => Ok(()),
+        Some("user" | "guest") if read_only => Ok(()),
+        role => Err(CallError::new(
+            NOT_AUTHORIZED,
+            format!("role {role:?} may not call {remote_name} on nodes"),
+        )),
+    }
+}
+
+/// Routes node calls: locally when this replica holds the node's session, else to the
+/// replica that does.
+#[derive(Clone)]
+pub struct Forwarder {
+    scope: Arc<Scope>,
+    caller: Caller,
+}
+
+impl Forwarder {
+    pub fn new(scope: Arc<Scope>, caller: Caller) -> Forwarder {
+        Forwarder { scope, caller }
+    }
+
+    /// The paired node `id` names: an oid, or (for the realm-meta API, where the reference
+    /// takes authids) an authid.
+    fn node(&self, id: &str, authid_allowed: bool) -> Result<Node, CallError> {
+        let r = self.scope.ctx.replica.reader().map_err(runtime)?;
+        let node: Option<Node> = match uuid::Uuid::parse_str(id) {
+            Ok(oid) => r.get(&oid.to_string()).map_err(runtime)?,
+            Err(_) if authid_allowed => r
+                .lookup(
+                    Index::NodeByAuthid,
+                    &format!("{}/{id}", self.scope.mrealm_oid),
+                )
+                .map_err(runtime)?,
+            Err(e) => {
+                return Err(bad_argument(format!("node_oid {id:?} is not a UUID: {e}")));
+            }
+        };
+        node.filter(|n| n.mrealm_oid == Some(self.scope.mrealm_oid) && n.authid.is_some())
+            .ok_or_else(|| {
+                CallError::new(
+                    "crossbar.error.no_such_object",
+                    format!(
+                        "no node {id} is paired with management realm {}",
+                        self.scope.mrealm_name
+                    ),
+                )
+            })
+    }
+
+    /// Calls `procedure` on the node's session wherever it is.
+    pub async fn call(
+        &self,
+        node: &Node,
+        procedure: String,
+        payload: Payload,
+    ) -> Result<Payload, CallError> {
+        let authid = node.authid.as_deref().unwrap_or_default();
+        let first = self
+            .caller
+            .call(&procedure, payload.clone(), NODE_CALL_TIMEOUT)
+            .await;
+        match first {
+            Err(e) if e.uri == NO_SUCH_PROCEDURE => {}
+            other => return other,
+        }
+        let presence: Option<Presence> = self
+            .scope
+            .ctx
+            .replica
+            .reader()
+            .map_err(runtime)?
+            .get(&node.oid.to_string())
+            .map_err(runtime)?;
+        match presence {
+            Some(p) if p.replica_id != self.scope.ctx.replica.id => {
+                self.scope
+                    .ctx
+                    .replica
+                    .call_node_on(
+                        p.replica_id,
+                        &self.scope.mrealm_name,
+                        &procedure,
+                        payload,
+                        NODE_CALL_TIMEOUT,
+                    )
+                    .await
+            }
+            Some(_) => Err(CallError::new(
+                NO_SUCH_PROCEDURE,
+                format!(
+                    "node {authid} ({}) is connected but offers no procedure <{procedure}>",
+                    node.oid
+                ),
+            )),
+            None => Err(CallError::new(
+                NO_SUCH_PROCEDURE,
+                format!(
+                    "node {authid} ({}) is not connected: no callee for <{procedure}>",
+                    node.oid
+                ),
+            )),
+        }
+    }
+
+    /// One handler per remote procedure, plus the realm-meta prefix.
+    pub fn handlers(&self) -> Vec<(String, bool, Handler)> {
+        let mut out: Vec<(String, bool, Handler)> = Vec::new();
+        for api in &APIS {
+            for &(remote_name, node_name) in api.procs {
+                let me = self.clone();
+                let level = api.level;
+                let h: Handler = Arc::new(move |inv: Invocation| {
+                    let me = me.clone();
+                    Box::pin(async move { me.forward(inv, level, remote_name, node_name).await })
+                });
+                out.push((
+                    format!("crossbarfabriccenter.remote.{}.{remote_name}", api.name),
+                    false,
+                    h,
+                ));
+            }
+        }
+        let me = self.clone();
+        let meta: Handler = Arc::new(move |inv: Invocation| {
+            let me = me.clone();
+            Box::pin(async move { me.forward_meta(inv).await })
+        });
+        out.push((REALM_META_PREFIX.to_owned(), true, meta));
+        out
+    }
+
+    async fn forward(
+        &self,
+        inv: Invocation,
+        level: Level,
+        remote_name: &str,
+        node_name: &str,
+    ) -> Result<Payload, CallError> {
+        may_call(&inv, remote_name)?;
+        let (node_id, rest) = split_args(&inv, 1, &["node_oid"])?;
+        let node = self.node(&node_id[0], false)?;
+        let authid = node.authid.as_deref().unwrap_or_default();
+        let procedure = match level {
+            Level::Node => format!("crossbarfabriccenter.node.{authid}.{node_name}"),
+            Level::Worker => {
+                let (worker, _) = split_args(&inv, 2, &["node_oid", "worker_id"])?;
+                check_id(&worker[1], "worker_id")?;
+                format!(
+                    "crossbarfabriccenter.node.{authid}.worker.{}.{node_name}",
+                    worker[1]
+                )
+            }
+        };
+        let skip = if level == Level::Node { 1 } else { 2 };
+        let payload = forwarded_payload(&inv, skip, rest);
+        self.call(&node, procedure, payload).await
+    }
+
+    async fn forward_meta(&self, inv: Invocation) -> Result<Payload, CallError> {
+        let suffix = inv
+            .procedure
+            .strip_prefix(REALM_META_PREFIX)
+            .unwrap_or_default()
+            .to_owned();
+        if !suffix.starts_with("wamp.") {
+            return Err(bad_argument(format!(
+                "{} is not a realm meta procedure (wamp.*)",
+                inv.procedure
+            )));
+        }
+        let read_only = !["kill", "remove", "add_testament", "flush_testaments"]
+            .iter()
+            .any(|w| suffix.contains(w));
+        match inv.caller_authrole() {
+            Some("owner" | "admin") => {}
+            Some("user" | "guest") if read_only => {}
+            role => {
+                return Err(CallError::new(
+                    NOT_AUTHORIZED,
+                    format!("role {role:?} may not call {suffix} on nodes"),
+                ));
+            }
+        }
+        let (ids, rest) = split_args(&inv, 3, &["node_id", "worker_id", "realm_id"])?;
+        let node = self.node(&ids[0], true)?;
+        check_id(&ids[1], "worker_id")?;
+        check_id(&ids[2], "realm_id")?;
+        let procedure = format!(
+            "crossbarfabriccenter.node.{}.worker.{}.realm.{}.root.{suffix}",
+            node.authid.as_deref().unwrap_or_default(),
+            ids[1],
+            ids[2]
+        );
+        let payload = forwarded_payload(&inv, 3, rest);
+        self.call(&node, procedure, payload).await
+    }
+
+    /// Node events under `crossbarfabriccenter.node.` republished under
+    /// `crossbarfabriccenter.remote.` (spec §5.3).
+    pub fn republish(&self, ev: &Event) {
+        if let Some((topic, args)) = remote_topic(&ev.topic, ev.args()) {
+            self.scope
+                .events
+                .publish_with(&topic, args, ev.payload.kwargs.clone());
+        }
+    }
+}
+
+/// The leading string arguments `names` (positional or keyword), and whether the rest of
+/// the positional arguments start after them.
+fn split_args(
+    inv: &Invocation,
+    n: usize,
+    names: &[&str],
+) -> Result<(Vec<String>, bool), CallError> {
+    let mut ids = Vec::with_capacity(n);
+    let positional = inv.args().len() >= n;
+    for (i, name) in names.iter().enumerate().take(n) {
+        let v = if positional {
+            inv.arg(i)
+        } else {
+            inv.kwarg(name)
+        };
+        match v.and_then(Value::as_str) {
+            Some(s) => ids.push(s.to_owned()),
+            None => {
+                return Err(CallError::new(
+                    INVALID_ARGUMENT,
+                    format!("{name} (a string) is required as argument {i}"),
+                ));
+            }
+        }
+    }
+    Ok((ids, positional))
+}
+
+/// Arguments after the addressing ones, and keyword arguments without the addressing ones
+/// and without `details` (which the reference's forwarder drops).
+fn forwarded_payload(inv: &Invocation, skip: usize, positional: bool) -> Payload {
+    let args: Vec<Value> = if positional {
+        inv.args().iter().skip(skip).cloned().collect()
+    } else {
+        inv.args().to_vec()
+    };
+    let kwargs = inv.payload.kwargs.as_ref().map(|k| {
+        k.iter()
+            .filter(|(name, _)| {
+                name.as_str() != "details"
+                    && (positional
+                        || !["node_oid", "node_id", "worker_id", "realm_id"]
+                            .contains(&name.as_str()))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<crate::wamp::Dict>()
+    });
+    Payload {
+        args: Some(Value::List(args)),
+        kwargs: kwargs.filter(|k| !k.is_empty()),
+    }
+}
+
+/// Worker and realm ids become URI components: they must be one.
+fn check_id(id: &str, what: &str) -> Result<(), CallError> {
+    if id.is_empty() || id.contains(['.', '#', ' ']) {
+        return Err(bad_argument(format!(
+            "{what} {id:?} cannot be part of a URI"
+        )));
+    }
+    Ok(())
+}
+
+/// The reference's extraction pattern for authids and worker ids: `[a-z0-9][a-z0-9_\-]*`.
+fn is_component(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Node-level event names and the remote API they belong to.
+fn node_topic_api(t: &str) -> Option<&'static str> {
+    const NODE: [&str; 15] = [
+        "on_node_starting",
+        "on_node_started",
+        "on_node_heartbeat",
+        "on_node_stopping",
+        "on_node_stopped",
+        "on_router_starting",
+        "on_router_started",
+        "on_container_starting",
+        "on_container_started",
+        "on_guest_starting",
+        "on_guest_started",
+        "on_proxy_starting",
+        "on_proxy_started",
+        "on_xbrmm_starting",
+        "on_xbrmm_started",
+    ];
+    const DOCKER: [&str; 10] = [
+        "on_container_create",
+        "on_container_start",
+        "on_container_attach",
+        "on_container_commit",
+        "on_container_kill",
+        "on_container_die",
+        "on_container_stop",
+        "on_container_destroy",
+        "on_container_pause",
+        "on_container_unpause",
+    ];
+    if NODE.contains(&t) {
+        Some("node")
+    } else if DOCKER.contains(&t) || t.starts_with("on_image_") || t.starts_with("on_docker_image_")
+    {
+        Some("docker")
+    } else {
+        None
+    }
+}
+
+/// Worker-level event names (as the node publishes them) → (remote API, remote name). The
+/// node's names for log lines, realms and components differ from the reference's remote
+/// names, which therefore never fired there; here they are mapped.
+fn worker_topic_api(t: &str) -> Option<(&'static str, String)> {
+    let router_kinds = [
+        "on_router_realm_",
+        "on_router_realm_role_",
+        "on_router_transport_",
+        "on_web_transport_service_",
+        "on_router_component_",
+    ];
+    let phase = |s: &str| matches!(s, "starting" | "started" | "stopping" | "stopped");
+    if t == "on_log" || t == "on_worker_log" {
+        return Some(("worker", "on_worker_log".into()));
+    }
+    if t == "on_profile_started" || t == "on_profile_finished" {
+        return Some(("worker", t.into()));
+    }
+    if let Some(p) = t.strip_prefix("on_realm_")
+        && phase(p)
+    {
+        return Some(("router", format!("on_router_realm_{p}")));
+    }
+    for k in router_kinds {
+        if let Some(p) = t.strip_prefix(k)
+            && phase(p)
+        {
+            return Some(("router", t.into()));
+        }
+    }
+    if let Some(p) = t.strip_prefix("on_container_component_")
+        && phase(p)
+    {
+        return Some(("container", t.into()));
+    }
+    if let Some(p) = t.strip_prefix("on_component_") {
+        let p = match p {
+            "start" | "started" => "started",
+            "stop" | "stopped" => "stopped",
+            _ => return None,
+        };
+        return Some(("container", format!("on_container_component_{p}")));
+    }
+    if let Some(p) = t.strip_prefix("on_proxy_transport_")
+        && phase(p)
+    {
+        return Some(("proxy", t.into()));
+    }
+    if matches!(t, "on_trace_started" | "on_trace_stopped" | "on_trace_data") {
+        return Some(("tracing", t.into()));
+    }
+    None
+}
+
+/// The remote topic and arguments for a node event, if it has one.
+fn remote_topic(topic: &str, args: &[Value]) -> Option<(String, Vec<Value>)> {
+    let rest = topic.strip_prefix("crossbarfabriccenter.node.")?;
+    let mut parts = rest.splitn(2, '.');
+    let authid = parts.next()?;
+    let tail = parts.next()?;
+    if !is_component(authid) {
+        return None;
+    }
+    let with = |prefix: Vec<Value>| prefix.into_iter().chain(args.iter().cloned()).collect();
+    if !tail.contains('.') {
+        let api = node_topic_api(tail)?;
+        return Some((
+            format!("crossbarfabriccenter.remote.{api}.{tail}"),
+            with(vec![authid.into()]),
+        ));
+    }
+    let tail = tail.strip_prefix("worker.")?;
+    let (worker, t) = tail.split_once('.')?;
+    if !is_component(worker) {
+        return None;
+    }
+    if let Some(realm_tail) = t.strip_prefix("realm.") {
+        let (realm_id, meta) = realm_tail.split_once(".root.")?;
+        return Some((
+            format!("{REALM_META_PREFIX}{}", meta.replace('-', ".")),
+            with(vec![authid.into(), worker.into(), realm_id.into()]),
+        ));
+    }
+    if t.contains('.') {
+        return None;
+    }
+    let (api, name) = worker_topic_api(t)?;
+    Some((
+        format!("crossbarfabriccenter.remote.{api}.{name}"),
+        with(vec![authid.into(), worker.into()]),
+    ))
+}
+
+fn runtime(e: crate::store::StoreError) -> CallError {
+    CallError::new(crate::wamp::errors::RUNTIME_ERROR, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_events_map_to_remote_topics() {
+        let args = vec![Value::from("x")];
+        let (t, a) = remote_topic("crossbarfabriccenter.node.node1.on_router_started", &args)
+            .expect("node-level");
+        assert_eq!(t, "crossbarfabriccenter.remote.node.on_router_started");
+        assert_eq!(a, vec![Value::from("node1"), Value::from("x")]);
+        let (t, a) = remote_topic(
+            "crossbarfabriccenter.node.node1.worker.rtr1.on_router_transport_started",
+            &args,
+        )
+        .expect("worker-level");
+        assert_eq!(
+            t,
+            "crossbarfabriccenter.remote.router.on_router_transport_started"
+        );
+        assert_eq!(a[..2], [Value::from("node1"), Value::from("rtr1")]);
+        let (t, a) = remote_topic(
+            "crossbarfabriccenter.node.node1.worker.rtr1.realm.rlm2.root.wamp-session-on_leave",
+            &args,
+        )
+        .expect("realm meta");
+        assert_eq!(
+            t,
+            "crossbarfabriccenter.remote.realm.meta.wamp.session.on_leave"
+        );
+        assert_eq!(a.len(), 4);
+        let (t, _) = remote_topic("crossbarfabriccenter.node.node1.worker.rtr1.on_log", &args)
+            .expect("log lines");
+        assert_eq!(t, "crossbarfabriccenter.remote.worker.on_worker_log");
+        let (t, _) = remote_topic(
+            "crossbarfabriccenter.node.node1.worker.rtr1.on_realm_started",
+            &args,
+        )
+        .expect("realm started");
+        assert_eq!(
+            t,
+            "crossbarfabriccenter.remote.router.on_router_realm_started"
+        );
+    }
+
+    #[test]
+    fn ids_outside_the_pattern_and_unknown_events_are_not_republished() {
+        assert!(remote_topic("crossbarfabriccenter.node.Node1.on_router_started", &[]).is_none());
+        assert!(remote_topic("crossbarfabriccenter.node.node1.on_whatever", &[]).is_none());
+        assert!(remote_topic("crossbarfabriccenter.node.on_heartbeat", &[]).is_none());
+    }
+}

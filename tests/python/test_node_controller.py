@@ -1,0 +1,224 @@
+"""The management realm controller and remote.* forwarding (spec §5, §6.2) with a node
+simulated by an autobahn session that authenticates with its paired key, as the edge node's
+management uplink does. The real edge node is covered in test_crossbar_edge.py."""
+
+import asyncio
+import time
+
+import pytest
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
+
+from conftest import aio, join, join_expect_abort, w
+from test_mrealm_api import call_error, closed, join_node, node_key, unique
+
+ACK = PublishOptions(acknowledge=True)
+
+
+async def eventually(pred, what, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await pred()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def paired_realm(master, keys, tmp_path, authid="node1"):
+    """A fresh mrealm with one paired node key; returns (su, owner, mrealm, node record, key)."""
+    su = await join(master, keys)
+    name = unique("ctl-")
+    m = await w(su.call("crossbarfabriccenter.mrealm.create_mrealm", {"name": name}))
+    kp = node_key(tmp_path, unique("edge"))
+    node = await w(su.call("crossbarfabriccenter.mrealm.pair_node", kp.pubkey_hex, name, authid))
+    owner = await join(master, keys, realm=name)
+    return su, owner, m, node, kp
+
+
+async def serve_node_api(s, authid):
+    """What the edge node's bridge registers, in miniature."""
+    p = f"crossbarfabriccenter.node.{authid}."
+    calls = []
+
+    def get_status():
+        return {"management_node_id": authid, "workers_by_type": {"router": 1}, "title": "sim"}
+
+    def start_worker(worker_id, worker_type, worker_options=None, **kw):
+        calls.append(("start_worker", worker_id, worker_type, worker_options, kw))
+        return {"id": worker_id, "type": worker_type}
+
+    def get_worker(worker_id, include_stats=False):
+        raise ApplicationError("crossbar.error.no_such_worker", f"no worker {worker_id}")
+
+    def realms(*args, **kw):
+        calls.append(("get_router_realms", args, kw))
+        return ["realm001"]
+
+    def session_count(*args):
+        return 7
+
+    await w(s.register(get_status, p + "get_status"))
+    await w(s.register(start_worker, p + "start_worker"))
+    await w(s.register(get_worker, p + "get_worker"))
+    await w(s.register(realms, p + "worker.rtr1.get_router_realms"))
+    await w(s.register(session_count, p + "worker.rtr1.realm.realm001.root.wamp.session.count"))
+    return calls
+
+
+@aio
+async def test_node_online_offline_and_events(master, keys, tmp_path):
+    su, owner, m, node, kp = await paired_realm(master, keys, tmp_path)
+    ready, shutdown = [], []
+    await w(owner.subscribe(lambda *a: ready.append(a), "crossbarfabriccenter.mrealm.on_node_ready"))
+    await w(owner.subscribe(lambda *a: shutdown.append(a), "crossbarfabriccenter.mrealm.on_node_shutdown"))
+    assert await w(owner.call("crossbarfabriccenter.mrealm.get_nodes")) == [node["oid"]]
+    assert await w(owner.call("crossbarfabriccenter.mrealm.get_nodes", "offline")) == [node["oid"]]
+
+    n = await join_node(master, kp)
+    st = await w(n.call("crossbarfabriccenter.mrealm.get_status"))
+    assert st["type"] == "management" and st["realm"] == m["name"], st
+    await eventually(lambda: asyncio.sleep(0, ready), "on_node_ready")
+    oid, info = ready[0]
+    assert oid == node["oid"] and info["status"] == "online" and info["authid"] == "node1", info
+    assert await w(owner.call("crossbarfabriccenter.mrealm.get_nodes", "online")) == [node["oid"]]
+    assert await w(owner.call("crossbarfabriccenter.mrealm.get_nodes", "online", True)) == ["node1"]
+    got = await w(owner.call("crossbarfabriccenter.mrealm.get_node", node["oid"]))
+    assert got["status"] == "online" and got["pubkey"] == kp.pubkey_hex and got["heartbeat"] is None, got
+
+    hb = {"timestamp": time.time_ns(), "period": 10, "mrealm_id": m["name"], "seq": 3,
+          "workers": {"controller": 1, "router": 1}}
+    await w(n.publish("crossbarfabriccenter.node.on_heartbeat", "node1", hb, options=ACK))
+
+    async def beat_seen():
+        g = await owner.call("crossbarfabriccenter.mrealm.get_node_by_authid", "node1")
+        return g["heartbeat"] == 3 and g["timestamp"] == hb["timestamp"]
+
+    await eventually(beat_seen, "the heartbeat in get_node")
+
+    n.leave()
+    await eventually(lambda: asyncio.sleep(0, shutdown), "on_node_shutdown")
+    assert shutdown[0][0] == node["oid"] and shutdown[0][1]["status"] == "offline", shutdown
+    assert await w(owner.call("crossbarfabriccenter.mrealm.get_nodes", "offline")) == [node["oid"]]
+    got = await w(owner.call("crossbarfabriccenter.mrealm.get_node", node["oid"]))
+    assert got["status"] == "offline", got
+
+
+@aio
+async def test_get_node_errors(master, keys, tmp_path):
+    su, owner, m, node, kp = await paired_realm(master, keys, tmp_path)
+    e = await call_error(owner, "crossbarfabriccenter.mrealm.get_node", "not-a-uuid")
+    assert e.error == "wamp.error.invalid_argument", e
+    e = await call_error(owner, "crossbarfabriccenter.mrealm.get_node", "00000000-0000-4000-8000-000000000000")
+    assert e.error == "crossbar.error.no_such_object", e
+    e = await call_error(owner, "crossbarfabriccenter.mrealm.get_node_by_authid", "nobody")
+    assert e.error == "crossbar.error.no_such_object", e
+    e = await call_error(owner, "crossbarfabriccenter.mrealm.get_nodes", "sleeping")
+    assert e.error == "wamp.error.invalid_argument", e
+
+
+@aio
+async def test_remote_calls_are_forwarded_to_the_node(master, keys, tmp_path):
+    su, owner, m, node, kp = await paired_realm(master, keys, tmp_path)
+    oid = node["oid"]
+    # Paired but not connected: the error names the node.
+    e = await call_error(owner, "crossbarfabriccenter.remote.node.get_status", oid)
+    assert e.error == "wamp.error.no_such_procedure" and "node1" in e.args[0], e
+
+    n = await join_node(master, kp)
+    calls = await serve_node_api(n, "node1")
+    st = await w(owner.call("crossbarfabriccenter.remote.node.get_status", oid))
+    assert st["management_node_id"] == "node1", st
+    started = await w(owner.call("crossbarfabriccenter.remote.node.start_worker", oid, "rtr1", "router",
+                                 {"title": "r"}, extra=1))
+    assert started == {"id": "rtr1", "type": "router"}, started
+    assert calls[-1] == ("start_worker", "rtr1", "router", {"title": "r"}, {"extra": 1}), calls
+    # Node errors pass through with their URI and arguments.
+    e = await call_error(owner, "crossbarfabriccenter.remote.node.get_worker", oid, "nope")
+    assert e.error == "crossbar.error.no_such_worker" and e.args == ("no worker nope",), e
+    # Worker level and realm meta.
+    assert await w(owner.call("crossbarfabriccenter.remote.router.get_router_realms", oid, "rtr1")) == ["realm001"]
+    count = await w(owner.call("crossbarfabriccenter.remote.realm.meta.wamp.session.count", "node1", "rtr1", "realm001"))
+    assert count == 7
+    # The realm-meta API also takes the node's oid (the reference only takes its authid).
+    count = await w(owner.call("crossbarfabriccenter.remote.realm.meta.wamp.session.count", oid, "rtr1", "realm001"))
+    assert count == 7
+
+    # Addressing errors.
+    e = await call_error(owner, "crossbarfabriccenter.remote.node.get_status", "garbage")
+    assert e.error == "wamp.error.invalid_argument", e
+    e = await call_error(owner, "crossbarfabriccenter.remote.node.get_status", "00000000-0000-4000-8000-000000000000")
+    assert e.error == "crossbar.error.no_such_object", e
+    e = await call_error(owner, "crossbarfabriccenter.remote.node.get_status")
+    assert e.error == "wamp.error.invalid_argument", e
+    e = await call_error(owner, "crossbarfabriccenter.remote.router.get_router_realms", oid)
+    assert e.error == "wamp.error.invalid_argument", e
+    e = await call_error(owner, "crossbarfabriccenter.remote.router.get_router_realms", oid, "a.b")
+    assert e.error == "wamp.error.invalid_argument", e
+    # A procedure the node does not offer.
+    e = await call_error(owner, "crossbarfabriccenter.remote.node.get_cpu_count", oid)
+    assert e.error == "wamp.error.no_such_procedure", e
+
+
+@aio
+async def test_node_events_are_republished(master, keys, tmp_path):
+    su, owner, m, node, kp = await paired_realm(master, keys, tmp_path)
+    got = []
+    await w(owner.subscribe(lambda *a, **kw: got.append((a, kw)), "crossbarfabriccenter.remote.",
+                            options=SubscribeOptions(match="prefix", details_arg="details")))
+    n = await join_node(master, kp)
+    await w(n.publish("crossbarfabriccenter.node.node1.on_router_started", {"id": "rtr1"}, options=ACK))
+    await w(n.publish("crossbarfabriccenter.node.node1.worker.rtr1.on_router_transport_started",
+                      {"id": "tp1"}, options=ACK))
+    await w(n.publish("crossbarfabriccenter.node.node1.worker.rtr1.realm.rlm2.root.wamp-session-on_leave",
+                      123, options=ACK))
+    await eventually(lambda: asyncio.sleep(0, len(got) >= 3), "three republished events")
+    by_topic = {kw["details"].topic: a for a, kw in got}
+    assert by_topic["crossbarfabriccenter.remote.node.on_router_started"] == ("node1", {"id": "rtr1"}), got
+    assert by_topic["crossbarfabriccenter.remote.router.on_router_transport_started"] == (
+        "node1", "rtr1", {"id": "tp1"}), got
+    assert by_topic["crossbarfabriccenter.remote.realm.meta.wamp.session.on_leave"] == (
+        "node1", "rtr1", "rlm2", 123), got
+
+
+@aio
+async def test_nodes_act_only_below_their_own_prefix(master, keys, tmp_path):
+    su, owner, m, node, kp = await paired_realm(master, keys, tmp_path)
+    n = await join_node(master, kp)
+    with pytest.raises(ApplicationError) as e:
+        await w(n.register(lambda: 1, "crossbarfabriccenter.node.node2.get_status"))
+    assert e.value.error == "wamp.error.not_authorized", e.value
+    with pytest.raises(ApplicationError) as e:
+        await w(n.publish("crossbarfabriccenter.node.node2.on_router_started", {}, options=ACK))
+    assert e.value.error == "wamp.error.not_authorized", e.value
+    with pytest.raises(ApplicationError) as e:
+        await w(n.call("crossbarfabriccenter.remote.node.get_status", node["oid"]))
+    assert e.value.error == "wamp.error.not_authorized", e.value
+    await w(n.register(lambda: 1, "crossbarfabriccenter.node.node1.get_status"))
+
+
+@aio
+async def test_a_reconnecting_node_replaces_its_older_session(master, keys, tmp_path):
+    su, owner, m, node, kp = await paired_realm(master, keys, tmp_path)
+    first = await join_node(master, kp)
+    second = await join_node(master, kp)
+    details = await closed(first)
+    assert details.reason == "wamp.close.replaced", details
+    await serve_node_api(second, "node1")
+    st = await w(owner.call("crossbarfabriccenter.remote.node.get_status", node["oid"]))
+    assert st["management_node_id"] == "node1"
+    assert await w(owner.call("crossbarfabriccenter.mrealm.get_nodes", "online")) == [node["oid"]]
+
+
+@aio
+async def test_unpaired_node_session_is_closed_and_offline(master, keys, tmp_path):
+    su, owner, m, node, kp = await paired_realm(master, keys, tmp_path)
+    n = await join_node(master, kp)
+    await eventually(lambda: owner.call("crossbarfabriccenter.mrealm.get_nodes", "online"), "online")
+    out = await w(su.call("crossbarfabriccenter.mrealm.unpair_node", node["oid"]))
+    assert len(out["killed"]) == 1, out
+    details = await closed(n)
+    assert details.reason == "wamp.close.auth-changed", details
+    d = await join_expect_abort(master, key=kp, realm=None, authrole="node", authextra={"pubkey": kp.pubkey_hex})
+    assert d.reason == "fabric.auth-failed.node-unpaired", d
+    assert await w(owner.call("crossbarfabriccenter.mrealm.get_nodes")) == []
