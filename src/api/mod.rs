@@ -1,10 +1,12 @@
 //! Management backends, registered as internal callees on the router: today the domain
 //! procedures and the management-realm catalogue of the global realm (spec §6.1).
 
+mod common;
 mod domain;
 mod mrealm;
 pub mod realms;
 pub mod scope;
+mod user;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +49,7 @@ pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Resul
     for (uri, handler) in domain::handlers(&ctx)
         .into_iter()
         .chain(mrealm::handlers(&ctx, &publisher))
+        .chain(user::handlers(&ctx, &publisher))
     {
         session
             .register(uri, false, handler)
