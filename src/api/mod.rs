@@ -1,5 +1,5 @@
-//! Management backends, registered as internal callees on the router: today the domain
-//! procedures and the management-realm catalogue of the global realm (spec §6.1).
+//! Management backends, registered as internal callees on the router: the domain, user and
+//! management-realm procedures of the global realm (spec §6.1).
 
 mod common;
 mod domain;

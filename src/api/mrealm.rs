@@ -1,4 +1,5 @@
-//! `crossbarfabriccenter.mrealm.*` on the global realm: the catalogue of management realms.
+//! `crossbarfabriccenter.mrealm.*` on the global realm: the catalogue of management realms,
+//! the roles users hold on them, and the nodes paired to them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
