@@ -1,13 +1,15 @@
-//! Management backends, registered as internal callees on the router: today the domain
-//! procedures and the management-realm catalogue of the global realm (spec §6.1).
+//! Management backends, registered as internal callees on the router: the domain, user and
+//! management-realm procedures of the global realm (spec §6.1).
 
 mod backend;
+mod common;
 mod controller;
 mod domain;
 mod mrealm;
 pub mod realms;
 mod remote;
 pub mod scope;
+mod user;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,6 +72,7 @@ pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Resul
     for (uri, handler) in domain::handlers(&ctx)
         .into_iter()
         .chain(mrealm::handlers(&ctx, &publisher))
+        .chain(user::handlers(&ctx, &publisher))
     {
         session
             .register(uri, false, handler)

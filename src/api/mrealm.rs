@@ -1,16 +1,23 @@
-//! `crossbarfabriccenter.mrealm.*` on the global realm: the catalogue of management realms.
+//! `crossbarfabriccenter.mrealm.*` on the global realm: the catalogue of management realms,
+//! the roles users hold on them, and the nodes paired to them.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::common::{
+    DEPENDENT_OBJECTS, NOT_AUTHORIZED, backend, delta_arg, flag_arg, no_such, record_value,
+    role_names, roles_arg, sorted_list, store_failed,
+};
 use super::{Ctx, Publisher, bad_argument, handler, oid_arg, propose_failed, read_failed, str_arg};
 use super::{to_json, to_value};
 use crate::replica::Replica;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{
-    ManagementRealm, Node, ROLE_ADMIN, ROLE_GUEST, ROLE_OWNER, ROLE_USER, User, UserMrealmRole,
+    ManagementRealm, Node, Oid, Presence, ROLE_ADMIN, ROLE_GUEST, ROLE_OWNER, ROLE_USER, User,
+    UserMrealmRole,
 };
-use crate::store::{AnyRecord, Command, Index};
+use crate::store::{AnyRecord, Command, Index, Kind, Reader};
 use crate::wamp::Value;
 
 /// Names the reference keeps for itself (`master/mrealm/mrealm.py`).
@@ -44,7 +51,7 @@ fn valid_name(name: &str) -> bool {
     first_ok && rest_ok && len_ok && !protected
 }
 
-fn now_micros() -> i64 {
+pub(super) fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -59,7 +66,7 @@ fn no_such_mrealm(what: impl std::fmt::Display) -> CallError {
 }
 
 /// The caller's user record: the superuser gets one (e-mail `superuser`) on first use.
-async fn caller_user(replica: &Replica, inv: &Invocation) -> Result<User, CallError> {
+pub(super) async fn caller_user(replica: &Replica, inv: &Invocation) -> Result<User, CallError> {
     if inv.caller_authrole() != Some("user") {
         return Err(CallError::new(
             crate::wamp::errors::NOT_AUTHORIZED,
@@ -494,7 +501,7 @@ pub fn handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Han
             }
         })
     };
-    vec![
+    let mut all = vec![
         ("crossbarfabriccenter.mrealm.delete_mrealm", delete),
         (
             "crossbarfabriccenter.mrealm.delete_mrealm_by_name",
@@ -513,6 +520,438 @@ pub fn handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Han
             get_by_name,
         ),
         ("crossbarfabriccenter.mrealm.create_mrealm", create),
+    ];
+    all.extend(more_handlers(ctx, publisher));
+    all
+}
+
+// ---- management realms: changes and roles, nodes -----------------------------------------
+
+type Reply = Result<Value, CallError>;
+
+fn mrealm_roles(r: &Reader, mrealm: Oid, user: Oid) -> Result<Vec<u8>, CallError> {
+    Ok(r.get::<UserMrealmRole>(&format!("{mrealm}/{user}"))
+        .map_err(store_failed)?
+        .map(|x| x.roles)
+        .unwrap_or_default())
+}
+
+/// The caller, if it may look into `mrealm`: the superuser or a user holding any role on it.
+async fn require_member(
+    ctx: &Ctx,
+    inv: &Invocation,
+    mrealm: &ManagementRealm,
+) -> Result<User, CallError> {
+    let user = caller_user(&ctx.replica, inv).await?;
+    if user.email == "superuser" {
+        return Ok(user);
+    }
+    let r = ctx.replica.read().await.map_err(read_failed)?;
+    if mrealm_roles(&r, mrealm.oid, user.oid)?.is_empty() {
+        Err(CallError::new(
+            NOT_AUTHORIZED,
+            format!("{} holds no role on {}", user.email, mrealm.name),
+        ))
+    } else {
+        Ok(user)
+    }
+}
+
+fn node_of(r: &Reader, oid: Oid) -> Result<Node, CallError> {
+    r.get(&oid.to_string())
+        .map_err(store_failed)?
+        .ok_or_else(|| no_such(format_args!("node {oid}")))
+}
+
+/// Who may see (`manage == false`) or change (`manage == true`) a node: for a paired node a
+/// member (an owner) of its management realm, for an unpaired one the user who paired it
+/// last; the superuser always.
+async fn require_node_access(
+    ctx: &Ctx,
+    inv: &Invocation,
+    node: &Node,
+    manage: bool,
+) -> Result<User, CallError> {
+    match node.mrealm_oid {
+        Some(m) => {
+            let mrealm = mrealm_by(ctx, MrealmRef::Oid(m)).await?;
+            if manage {
+                require_owner(&ctx.replica, inv, &mrealm).await
+            } else {
+                require_member(ctx, inv, &mrealm).await
+            }
+        }
+        None => {
+            let user = caller_user(&ctx.replica, inv).await?;
+            if user.email == "superuser" || node.owner_oid == Some(user.oid) {
+                Ok(user)
+            } else {
+                Err(CallError::new(
+                    NOT_AUTHORIZED,
+                    format!("{} does not own node {}", user.email, node.oid),
+                ))
+            }
+        }
+    }
+}
+
+/// Node oids, or (with `return_names`) the authids of those that are paired.
+fn node_list(nodes: Vec<Node>, names: bool) -> Value {
+    sorted_list(
+        nodes
+            .into_iter()
+            .filter_map(|n| {
+                if names {
+                    n.authid
+                } else {
+                    Some(n.oid.to_string())
+                }
+            })
+            .collect(),
+    )
+}
+
+async fn modify_mrealm(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Reply {
+    let oid = oid_arg(&inv, 0, "mrealm_oid")?;
+    let mut delta = delta_arg(
+        &inv,
+        1,
+        "mrealm_delta",
+        &["label", "description", "tags", "name"],
+    )?;
+    let mrealm = mrealm_by(&ctx, MrealmRef::Oid(oid)).await?;
+    if let Some(name) = delta.remove("name")
+        && name.as_str() != Some(mrealm.name.as_str())
+    {
+        // The name is the router realm's name, which nodes and users join by.
+        return Err(bad_argument("the name of a management realm cannot change"));
+    }
+    require_owner(&ctx.replica, &inv, &mrealm).await?;
+    let modified = ctx
+        .replica
+        .propose(Command::Modify {
+            kind: Kind::ManagementRealm,
+            key: oid.to_string(),
+            delta,
+            status_rule: None,
+        })
+        .await
+        .map_err(propose_failed)?;
+    let modified = to_value(modified);
+    publisher.publish(
+        "crossbarfabriccenter.mrealm.on_mrealm_modified",
+        vec![modified.clone()],
+    );
+    Ok(modified)
+}
+
+async fn set_roles_on_mrealm_for_user(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
+    let mrealm_oid = oid_arg(&inv, 0, "mrealm_oid")?;
+    let user_oid = oid_arg(&inv, 1, "user_oid")?;
+    let roles = roles_arg(&inv, 2, "roles")?;
+    let mrealm = mrealm_by(&ctx, MrealmRef::Oid(mrealm_oid)).await?;
+    require_owner(&ctx.replica, &inv, &mrealm).await?;
+    let key = format!("{mrealm_oid}/{user_oid}");
+    let current = {
+        let r = ctx.replica.read().await.map_err(read_failed)?;
+        r.get::<User>(&user_oid.to_string())
+            .map_err(store_failed)?
+            .ok_or_else(|| no_such(format_args!("user {user_oid}")))?;
+        if !roles.contains(&ROLE_OWNER)
+            && mrealm_roles(&r, mrealm_oid, user_oid)?.contains(&ROLE_OWNER)
+        {
+            // Nobody but the superuser could manage a realm without owners.
+            let holders: Vec<UserMrealmRole> =
+                r.list(&format!("{mrealm_oid}/")).map_err(store_failed)?;
+            if !holders
+                .iter()
+                .any(|h| h.user_oid != user_oid && h.roles.contains(&ROLE_OWNER))
+            {
+                return Err(bad_argument(format!(
+                    "management realm {} would be left without an owner",
+                    mrealm.name
+                )));
+            }
+        }
+        r.get::<UserMrealmRole>(&key).map_err(store_failed)?
+    };
+    let command = match (roles.is_empty(), current) {
+        (true, None) => return Ok(role_names(&[])),
+        (true, Some(_)) => Command::Delete {
+            kind: Kind::UserMrealmRole,
+            key,
+            cascade: false,
+        },
+        (false, _) => Command::Upsert {
+            record: AnyRecord::UserMrealmRole(UserMrealmRole {
+                user_oid,
+                mrealm_oid,
+                roles: roles.clone(),
+            }),
+        },
+    };
+    ctx.replica.propose(command).await.map_err(propose_failed)?;
+    // Sessions joined under a role the user no longer holds are closed by the reconciler.
+    let _ = ctx.realms.reconcile().await;
+    Ok(role_names(&roles))
+}
+
+/// An owner may ask about anyone, a user about themself.
+async fn get_roles_on_mrealm_for_user(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
+    let mrealm_oid = oid_arg(&inv, 0, "mrealm_oid")?;
+    let user_oid = oid_arg(&inv, 1, "user_oid")?;
+    let mrealm = mrealm_by(&ctx, MrealmRef::Oid(mrealm_oid)).await?;
+    let caller = caller_user(&ctx.replica, &inv).await?;
+    if caller.oid != user_oid {
+        require_owner(&ctx.replica, &inv, &mrealm).await?;
+    }
+    let r = ctx.replica.read().await.map_err(read_failed)?;
+    r.get::<User>(&user_oid.to_string())
+        .map_err(store_failed)?
+        .ok_or_else(|| no_such(format_args!("user {user_oid}")))?;
+    Ok(role_names(&mrealm_roles(&r, mrealm_oid, user_oid)?))
+}
+
+/// The paired node `authid` of the management realm `name`.
+async fn node_by_name(
+    ctx: &Ctx,
+    name: &str,
+    authid: &str,
+) -> Result<(ManagementRealm, Node), CallError> {
+    let mrealm = mrealm_by(ctx, MrealmRef::Name(name)).await?;
+    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let node: Node = r
+        .lookup(Index::NodeByAuthid, &format!("{}/{authid}", mrealm.oid))
+        .map_err(store_failed)?
+        .ok_or_else(|| no_such(format_args!("node {authid:?} in management realm {name:?}")))?;
+    Ok((mrealm, node))
+}
+
+async fn unpair_node_by_name(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Reply {
+    let name = str_arg(&inv, 0, "realm_name")?.to_owned();
+    let authid = str_arg(&inv, 1, "authid")?.to_owned();
+    let (_, node) = node_by_name(&ctx, &name, &authid).await?;
+    unpair(&ctx, &publisher, &inv, node).await
+}
+
+async fn get_node_by_name(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
+    let name = str_arg(&inv, 0, "mrealm_name")?.to_owned();
+    let authid = str_arg(&inv, 1, "node_name")?.to_owned();
+    let (mrealm, node) = node_by_name(&ctx, &name, &authid).await?;
+    require_member(&ctx, &inv, &mrealm).await?;
+    Ok(record_value(&node))
+}
+
+/// Every node the caller may see: those paired to realms it holds a role on, and the
+/// unpaired ones it paired last.
+async fn list_nodes(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
+    let names = flag_arg(&inv, 0, "return_names");
+    let caller = caller_user(&ctx.replica, &inv).await?;
+    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let mut nodes: Vec<Node> = r.list("").map_err(store_failed)?;
+    if caller.email != "superuser" {
+        let held: HashSet<String> = r
+            .index_keys(Index::MrealmRoleByUser, &format!("{}/", caller.oid))
+            .map_err(store_failed)?
+            .into_iter()
+            .filter_map(|k| k.split('/').next().map(str::to_owned))
+            .collect();
+        nodes.retain(|n| match n.mrealm_oid {
+            Some(m) => held.contains(&m.to_string()),
+            None => n.owner_oid == Some(caller.oid),
+        });
+    }
+    Ok(node_list(nodes, names))
+}
+
+async fn list_nodes_in(ctx: &Ctx, inv: &Invocation, by: MrealmRef<'_>) -> Reply {
+    let names = flag_arg(inv, 1, "return_names");
+    let mrealm = mrealm_by(ctx, by).await?;
+    require_member(ctx, inv, &mrealm).await?;
+    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let mut nodes = Vec::new();
+    for key in r
+        .index_keys(Index::NodeByMrealm, &format!("{}/", mrealm.oid))
+        .map_err(store_failed)?
+    {
+        if let Some(node) = r.get::<Node>(&key).map_err(store_failed)? {
+            nodes.push(node);
+        }
+    }
+    Ok(node_list(nodes, names))
+}
+
+async fn list_nodes_by_mrealm(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
+    let oid = oid_arg(&inv, 0, "mrealm_oid")?;
+    list_nodes_in(&ctx, &inv, MrealmRef::Oid(oid)).await
+}
+
+async fn list_nodes_by_mrealm_name(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
+    let name = str_arg(&inv, 0, "mrealm_name")?.to_owned();
+    list_nodes_in(&ctx, &inv, MrealmRef::Name(&name)).await
+}
+
+async fn get_node(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
+    let oid = oid_arg(&inv, 0, "node_oid")?;
+    let node = {
+        let r = ctx.replica.read().await.map_err(read_failed)?;
+        node_of(&r, oid)?
+    };
+    require_node_access(&ctx, &inv, &node, false).await?;
+    Ok(record_value(&node))
+}
+
+async fn modify_node(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Reply {
+    let oid = oid_arg(&inv, 0, "node_oid")?;
+    // The pubkey, realm and authid change only by pairing.
+    let delta = delta_arg(
+        &inv,
+        1,
+        "node_delta",
+        &["label", "description", "tags", "authextra", "cluster_ip"],
+    )?;
+    let node = {
+        let r = ctx.replica.read().await.map_err(read_failed)?;
+        node_of(&r, oid)?
+    };
+    require_node_access(&ctx, &inv, &node, true).await?;
+    let modified = ctx
+        .replica
+        .propose(Command::Modify {
+            kind: Kind::Node,
+            key: oid.to_string(),
+            delta,
+            status_rule: None,
+        })
+        .await
+        .map_err(propose_failed)?;
+    let modified = to_value(modified);
+    publisher.publish(
+        "crossbarfabriccenter.mrealm.on_node_modified",
+        vec![modified.clone()],
+    );
+    Ok(modified)
+}
+
+/// Only an unpaired node record is deleted: a paired node is in use by its realm (its
+/// session, cluster memberships), so it has to be unpaired first.
+async fn delete_node(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Reply {
+    let oid = oid_arg(&inv, 0, "node_oid")?;
+    let node = {
+        let r = ctx.replica.read().await.map_err(read_failed)?;
+        node_of(&r, oid)?
+    };
+    require_node_access(&ctx, &inv, &node, true).await?;
+    if let Some(m) = node.mrealm_oid {
+        let realm = mrealm_by(&ctx, MrealmRef::Oid(m))
+            .await
+            .map(|m| m.name)
+            .unwrap_or_else(|_| m.to_string());
+        return Err(CallError::new(
+            DEPENDENT_OBJECTS,
+            format!("node {oid} is paired with management realm {realm}; unpair it first"),
+        ));
+    }
+    let deleted = ctx
+        .replica
+        .propose(Command::Delete {
+            kind: Kind::Node,
+            key: oid.to_string(),
+            cascade: false,
+        })
+        .await
+        .map_err(propose_failed)?;
+    let deleted = to_value(deleted);
+    publisher.publish(
+        "crossbarfabriccenter.mrealm.on_node_deleted",
+        vec![deleted.clone()],
+    );
+    Ok(deleted)
+}
+
+/// The node record plus where it stands: `paired`, `mrealm_name` and `online` (a session
+/// of it is joined on some replica).
+async fn stat_node(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
+    let oid = oid_arg(&inv, 0, "node_oid")?;
+    let node = {
+        let r = ctx.replica.read().await.map_err(read_failed)?;
+        node_of(&r, oid)?
+    };
+    require_node_access(&ctx, &inv, &node, false).await?;
+    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let mrealm_name = match node.mrealm_oid {
+        Some(m) => r
+            .get::<ManagementRealm>(&m.to_string())
+            .map_err(store_failed)?
+            .map(|m| m.name),
+        None => None,
+    };
+    let online = r
+        .get::<Presence>(&oid.to_string())
+        .map_err(store_failed)?
+        .is_some();
+    let mut out = serde_json::to_value(&node).expect("records serialize");
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert(
+            "paired".into(),
+            serde_json::Value::from(node.mrealm_oid.is_some()),
+        );
+        obj.insert("mrealm_name".into(), serde_json::Value::from(mrealm_name));
+        obj.insert("online".into(), serde_json::Value::from(online));
+    }
+    Ok(to_value(out))
+}
+
+fn more_handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Handler)> {
+    vec![
+        (
+            "crossbarfabriccenter.mrealm.modify_mrealm",
+            backend(ctx, publisher, modify_mrealm),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.set_roles_on_mrealm_for_user",
+            backend(ctx, publisher, set_roles_on_mrealm_for_user),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.get_roles_on_mrealm_for_user",
+            backend(ctx, publisher, get_roles_on_mrealm_for_user),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.unpair_node_by_name",
+            backend(ctx, publisher, unpair_node_by_name),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.get_node_by_name",
+            backend(ctx, publisher, get_node_by_name),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.list_nodes",
+            backend(ctx, publisher, list_nodes),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.list_nodes_by_mrealm",
+            backend(ctx, publisher, list_nodes_by_mrealm),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.list_nodes_by_mrealm_name",
+            backend(ctx, publisher, list_nodes_by_mrealm_name),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.get_node",
+            backend(ctx, publisher, get_node),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.modify_node",
+            backend(ctx, publisher, modify_node),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.delete_node",
+            backend(ctx, publisher, delete_node),
+        ),
+        (
+            "crossbarfabriccenter.mrealm.stat_node",
+            backend(ctx, publisher, stat_node),
+        ),
     ]
 }
 

@@ -12,10 +12,11 @@ use tokio::sync::Mutex;
 use crate::replica::Replica;
 use crate::router::{Permission, RealmSpec, Role, Router};
 use crate::store::Index;
-use crate::store::model::{ManagementRealm, Node, Presence};
+use crate::store::model::{ManagementRealm, Node, Presence, User, UserMrealmRole};
 
 use super::Ctx;
 use super::backend::Backend;
+
 use crate::wamp::uri::MatchPolicy;
 
 /// Roles of a management realm.
@@ -204,6 +205,7 @@ impl RealmSync {
             };
             for (authid, authrole) in realm.members() {
                 if authrole != "node" {
+                    self.close_revoked(&r, &realm, m, &authid, &authrole)?;
                     continue;
                 }
                 let key = format!("{}/{authid}", m.oid);
@@ -223,6 +225,46 @@ impl RealmSync {
         let presence: Vec<Presence> = r.list("")?;
         for b in managed.values() {
             b.controller.sync_presence(&presence);
+        }
+        Ok(())
+    }
+
+    /// Closes a user's sessions joined under a role the user no longer holds on the realm
+    /// (`set_roles_on_mrealm_for_user` took it away). The superuser holds every role.
+    fn close_revoked(
+        &self,
+        r: &crate::store::Reader,
+        realm: &crate::router::realm::Realm,
+        mrealm: &ManagementRealm,
+        authid: &str,
+        authrole: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        let Some(code) = super::common::role_code(authrole) else {
+            return Ok(());
+        };
+        if authid == "superuser" {
+            return Ok(());
+        }
+        let user: Option<User> = r.lookup(Index::UserByEmail, authid)?;
+        let held = match user {
+            Some(u) => r
+                .get::<UserMrealmRole>(&format!("{}/{}", mrealm.oid, u.oid))?
+                .map(|x| x.roles)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if !held.contains(&code) {
+            let killed = realm.kill_by_authid_role(
+                authid,
+                authrole,
+                "wamp.close.auth-changed",
+                "the role was revoked",
+            );
+            tracing::info!(
+                "closed {} session(s) of {authid} as {authrole} on {}",
+                killed.len(),
+                mrealm.name
+            );
         }
         Ok(())
     }

@@ -106,7 +106,7 @@ impl StateAuthenticator {
             Some(GLOBAL_REALM) => matches!(role, None | Some("user")),
             Some(_) => matches!(
                 role,
-                None | Some("guest" | "developer" | "operator" | "admin" | "owner")
+                None | Some("guest" | "user" | "developer" | "operator" | "admin" | "owner")
             ),
         };
         if !role_allowed {

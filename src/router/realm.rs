@@ -224,6 +224,30 @@ impl Realm {
             .collect()
     }
 
+    /// Closes the client sessions of `authid` joined as `authrole`; internal sessions stay.
+    pub fn kill_by_authid_role(
+        &self,
+        authid: &str,
+        authrole: &str,
+        reason: &str,
+        message: &str,
+    ) -> Vec<Id> {
+        let mut st = self.state.lock();
+        let ids: Vec<Id> = st
+            .members
+            .values()
+            .filter(|m| {
+                m.info.authid == authid
+                    && m.info.authrole == authrole
+                    && m.info.protocol != super::internal::PROTOCOL
+            })
+            .map(|m| m.info.id)
+            .collect();
+        ids.into_iter()
+            .filter(|id| st.kill(*id, reason, message))
+            .collect()
+    }
+
     /// Acts on a message from an established session.
     pub fn handle(&self, sid: Id, msg: Message) -> Result<(), ProtocolViolation> {
         let mut st = self.state.lock();
