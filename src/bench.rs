@@ -29,6 +29,10 @@ pub enum Mode {
     RaftRead,
     /// fsync latency of a 4 KiB write in `--dir`: the floor under every durable commit.
     Fsync,
+    /// Simulates a paired edge node's management uplink: joins with `--key` as role `node`
+    /// and answers `crossbarfabriccenter.node.<authid>.get_status` with a status like a real
+    /// edge node's, for `--hold-seconds` (the target of `remote.node.get_status` benchmarks).
+    Node,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -133,8 +137,12 @@ impl BenchArgs {
                 serializer,
                 batched: self.batched,
             },
-            authid: self.authid.clone().or(file_authid),
-            authrole: None,
+            authid: if self.mode == Mode::Node {
+                None
+            } else {
+                self.authid.clone().or(file_authid)
+            },
+            authrole: (self.mode == Mode::Node).then(|| "node".to_owned()),
             key,
         })
     }
@@ -198,6 +206,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
         Mode::Rpc | Mode::Call => rpc(args).await,
         Mode::Pubsub => pubsub(args).await,
         Mode::Sessions => sessions(args).await,
+        Mode::Node => node(args).await,
         Mode::Raft => raft_writes(args).await,
         Mode::RaftRead => raft_reads(args).await,
         Mode::Fsync => fsync(args),
@@ -351,6 +360,63 @@ async fn sessions(args: &BenchArgs) -> anyhow::Result<Report> {
     );
     tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
     Ok(report(args, open.len() as u64, errors, elapsed, lat))
+}
+
+async fn node(args: &BenchArgs) -> anyhow::Result<Report> {
+    let mut cfg = args.client_config()?;
+    cfg.realm = None;
+    let session = Client::connect(&cfg).await.context("node session")?;
+    let authid = session
+        .welcome
+        .get("authid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let realm = session
+        .welcome
+        .get("realm")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let started = crate::router::now_iso();
+    let sid = session.session_id;
+    let served = Arc::new(AtomicU64::new(0));
+    let status = {
+        let served = served.clone();
+        let authid = authid.clone();
+        Arc::new(move |_: Payload| {
+            served.fetch_add(1, Ordering::Relaxed);
+            Ok(Payload::args(vec![Value::Dict(crate::dict! {
+                "title" => "simulated edge node",
+                "started" => started.as_str(),
+                "controller_pid" => std::process::id(),
+                "running_workers" => 0u64,
+                "workers_by_type" => Value::Dict(Dict::new()),
+                "management_node_id" => authid.as_str(),
+                "management_realm" => realm.as_str(),
+                "management_session_id" => sid,
+            })]))
+        })
+    };
+    session
+        .register(
+            &format!("crossbarfabriccenter.node.{authid}.get_status"),
+            Dict::new(),
+            status,
+        )
+        .await
+        .context("registering get_status")?;
+    println!("node {authid} serving for {} s", args.hold_seconds);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
+    session.close();
+    Ok(report(
+        args,
+        served.load(Ordering::Relaxed),
+        0,
+        start.elapsed(),
+        Vec::new(),
+    ))
 }
 
 async fn rpc(args: &BenchArgs) -> anyhow::Result<Report> {
