@@ -1,10 +1,15 @@
 //! Management backends, registered as internal callees on the router: today the domain
 //! procedures and the management-realm catalogue of the global realm (spec §6.1).
 
+mod arealm;
 mod domain;
+mod metadata;
 mod mrealm;
+mod objects;
 pub mod realms;
+mod routercluster;
 pub mod scope;
+mod webcluster;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,9 +81,12 @@ impl Publisher {
 /// Every procedure the backend of one management realm registers on it (spec §6.2–§6.6),
 /// as (URI, handler) pairs.
 pub fn mrealm_handlers(scope: &Arc<scope::Scope>) -> Vec<(String, Handler)> {
-    let handlers: Vec<(String, Handler)> = Vec::new();
+    let mut handlers: Vec<(String, Handler)> = Vec::new();
     // Each group of the management realm's API adds its handlers here.
-    let _ = scope;
+    handlers.extend(metadata::handlers(scope));
+    handlers.extend(arealm::handlers(scope));
+    handlers.extend(routercluster::handlers(scope));
+    handlers.extend(webcluster::handlers(scope));
     handlers
 }
 
