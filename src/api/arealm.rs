@@ -347,10 +347,10 @@ async fn add_principal(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallErro
     require_writer(&inv)?;
     let a = oid_arg(&inv, 0, "arealm_oid")?;
     let spec = dict_arg(&inv, 1, "principal")?;
-    if !spec
+    if spec
         .get("authid")
         .and_then(Json::as_str)
-        .is_some_and(|id| !id.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Err(CallError::new(
             INVALID_CONFIG,
@@ -511,10 +511,10 @@ async fn get_role_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallE
 async fn create_role(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     require_writer(&inv)?;
     let spec = dict_arg(&inv, 0, "role")?;
-    if !spec
+    if spec
         .get("name")
         .and_then(Json::as_str)
-        .is_some_and(|n| !n.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Err(bad_argument("a role needs a non-empty name"));
     }
