@@ -395,6 +395,16 @@ fn trace(m: u128, id: &str) -> Trace {
     }
 }
 
+fn docs(m: u128, object: Uuid, docs: Value) -> Docs {
+    Docs {
+        mrealm_oid: oid(MREALM, m),
+        oid: object,
+        otype: "arealm".to_string(),
+        docs,
+        modified: 1,
+    }
+}
+
 fn presence(n: u128, m: u128, replica: u64, session: u64) -> Presence {
     Presence {
         node_oid: oid(NODE, n),
@@ -457,7 +467,8 @@ wrap!(
     WebClusterNodeMembership,
     WebService,
     Trace,
-    Presence
+    Presence,
+    Docs
 );
 
 fn insert(r: impl Wrap) -> Command {
@@ -1198,6 +1209,7 @@ fn cascading_realm_delete_unpairs_nodes_and_removes_everything_scoped() {
     db.ok(&insert(wmember(1, 1, 2)));
     db.ok(&insert(webservice(1, 1, 1, "info")));
     db.ok(&insert(trace(1, "t1")));
+    db.ok(&upsert(docs(1, oid(AREALM, 1), json!("about app"))));
     // The same names in realm 2 must survive.
     db.ok(&insert(arealm(2, 2, "app", "STOPPED")));
     db.ok(&insert(role(2, 2, "role")));
@@ -1256,6 +1268,7 @@ fn cascading_realm_delete_unpairs_nodes_and_removes_everything_scoped() {
         Kind::WebClusterNodeMembership,
         Kind::WebService,
         Kind::Trace,
+        Kind::Docs,
     ] {
         assert!(
             r.list_json(kind, &format!("{m}/")).unwrap().is_empty(),
@@ -2051,4 +2064,65 @@ fn wire_names_follow_the_reference() {
     assert_eq!(v["op"], "delete");
     assert_eq!(v["kind"], "management_realm");
     assert_eq!(v["cascade"], true);
+}
+
+#[test]
+fn docs_are_kept_per_object_and_replaced() {
+    let db = realms();
+    let object = oid(AREALM, 1);
+    db.ok(&upsert(docs(1, object, json!({"text": "v1"}))));
+    db.ok(&upsert(docs(1, object, json!({"text": "v2"}))));
+    db.ok(&upsert(docs(2, object, json!("other realm"))));
+    let key = format!("{}/{object}", mkey(1));
+    let r = db.read();
+    let stored: Docs = r.get(&key).unwrap().expect("stored");
+    assert_eq!(stored.docs, json!({"text": "v2"}));
+    assert_eq!(r.list::<Docs>(&format!("{}/", mkey(1))).unwrap().len(), 1);
+    drop(r);
+    let e = db.refused(&upsert(docs(9, object, json!("x"))));
+    assert_eq!(e.uri(), "crossbar.error.no_such_object");
+    db.ok(&delete(Kind::Docs, &key, false));
+    let e = db.refused(&delete(Kind::Docs, &key, false));
+    assert_eq!(e.uri(), "crossbar.error.no_such_object");
+    assert!(
+        db.read()
+            .get::<Docs>(&format!("{}/{object}", mkey(2)))
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn cluster_node_with_placements_is_not_removed_without_cascade() {
+    let db = realms();
+    db.ok(&pair(1, "pk1", 1, "edge1"));
+    db.ok(&pair(2, "pk2", 1, "edge2"));
+    db.ok(&insert(rcluster(1, 1, "cluster", "STOPPED")));
+    db.ok(&insert(rmember(1, 1, 1)));
+    db.ok(&insert(rmember(1, 1, 2)));
+    db.ok(&add_group(
+        wgroup(1, 1, 1, "wg"),
+        vec![placement(1, 1, 1, 1, 1)],
+    ));
+    let member1 = rmember(1, 1, 1).key();
+    let e = db.refused(&delete(Kind::RouterClusterNodeMembership, &member1, false));
+    assert_eq!(e.uri(), "crossbar.error.dependent_objects");
+    // A node without placements leaves freely.
+    db.ok(&delete(
+        Kind::RouterClusterNodeMembership,
+        &rmember(1, 1, 2).key(),
+        false,
+    ));
+    db.ok(&delete(Kind::RouterClusterNodeMembership, &member1, true));
+    let r = db.read();
+    assert!(
+        r.get::<RouterWorkerGroupClusterPlacement>(&placement(1, 1, 1, 1, 1).key())
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        r.get::<RouterWorkerGroup>(&wgroup(1, 1, 1, "wg").key())
+            .unwrap()
+            .is_some()
+    );
 }

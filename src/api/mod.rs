@@ -1,15 +1,20 @@
 //! Management backends, registered as internal callees on the router: the domain, user and
 //! management-realm procedures of the global realm (spec §6.1).
 
+mod arealm;
 mod backend;
 mod common;
 mod controller;
 mod domain;
+mod metadata;
 mod mrealm;
+mod objects;
 pub mod realms;
 mod remote;
+mod routercluster;
 pub mod scope;
 mod user;
+mod webcluster;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -143,9 +148,12 @@ impl Publisher {
 /// Every procedure the backend of one management realm registers on it (spec §6.2–§6.6),
 /// as (URI, handler) pairs.
 pub fn mrealm_handlers(scope: &Arc<scope::Scope>) -> Vec<(String, Handler)> {
-    let handlers: Vec<(String, Handler)> = Vec::new();
+    let mut handlers: Vec<(String, Handler)> = Vec::new();
     // Each group of the management realm's API adds its handlers here.
-    let _ = scope;
+    handlers.extend(metadata::handlers(scope));
+    handlers.extend(arealm::handlers(scope));
+    handlers.extend(routercluster::handlers(scope));
+    handlers.extend(webcluster::handlers(scope));
     handlers
 }
 

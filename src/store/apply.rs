@@ -102,6 +102,10 @@ macro_rules! with_kind {
                 type $R = Presence;
                 $body
             }
+            Kind::Docs => {
+                type $R = Docs;
+                $body
+            }
         }
     };
 }
@@ -131,12 +135,13 @@ macro_rules! with_record {
             AnyRecord::WebService($r) => $body,
             AnyRecord::Trace($r) => $body,
             AnyRecord::Presence($r) => $body,
+            AnyRecord::Docs($r) => $body,
         }
     };
 }
 
 /// Kinds whose keys start with `<mrealm oid>/`: deleting a realm deletes them by range.
-const SCOPED: [Kind; 15] = [
+const SCOPED: [Kind; 16] = [
     Kind::UserMrealmRole,
     Kind::ApplicationRealm,
     Kind::Role,
@@ -152,6 +157,7 @@ const SCOPED: [Kind; 15] = [
     Kind::WebClusterNodeMembership,
     Kind::WebService,
     Kind::Trace,
+    Kind::Docs,
 ];
 
 /// States from which an object may be deleted or reconfigured.
@@ -795,6 +801,22 @@ impl Tx<'_> {
                 let prefix = format!("{}/{}/", parts[0], parts[1]);
                 owned.extend(keys_of(Kind::RouterClusterNodeMembership, prefix.clone())?);
                 owned.extend(keys_of(Kind::RouterWorkerGroup, prefix)?);
+            }
+            Kind::RouterClusterNodeMembership => {
+                // Workers placed on the node keep it in the cluster until their group goes.
+                let (c, n) = (field("cluster_oid"), field("node_oid"));
+                blocking.extend(
+                    self.scan_json(
+                        Kind::RouterWorkerGroupClusterPlacement,
+                        &format!("{}/", parts[0]),
+                    )?
+                    .into_iter()
+                    .filter(|(_, j)| {
+                        j.get("cluster_oid").and_then(Json::as_str) == Some(c.as_str())
+                            && j.get("node_oid").and_then(Json::as_str) == Some(n.as_str())
+                    })
+                    .map(|(k, _)| (Kind::RouterWorkerGroupClusterPlacement, k)),
+                );
             }
             Kind::RouterWorkerGroup => {
                 owned.extend(keys_of(

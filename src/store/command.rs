@@ -34,6 +34,7 @@ pub enum AnyRecord {
     WebService(WebService),
     Trace(Trace),
     Presence(Presence),
+    Docs(Docs),
 }
 
 /// A precondition on an object's `status` field, checked at apply time so concurrent

@@ -45,10 +45,11 @@ pub enum Kind {
     WebService,
     Trace,
     Presence,
+    Docs,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 22] = [
+    pub const ALL: [Kind; 23] = [
         Kind::Organization,
         Kind::User,
         Kind::ActivationToken,
@@ -71,6 +72,7 @@ impl Kind {
         Kind::WebService,
         Kind::Trace,
         Kind::Presence,
+        Kind::Docs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -97,6 +99,7 @@ impl Kind {
             Kind::WebService => "web_service",
             Kind::Trace => "trace",
             Kind::Presence => "presence",
+            Kind::Docs => "docs",
         }
     }
 

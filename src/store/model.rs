@@ -748,3 +748,27 @@ impl Record for Presence {
         vec![(Kind::Node, self.node_oid.to_string())]
     }
 }
+
+/// Documentation attached to an object of a management realm (`metadata.add_docs`), one
+/// record per documented object.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Docs {
+    pub mrealm_oid: Oid,
+    /// The documented object.
+    pub oid: Oid,
+    /// The documented object's type, as the caller named it (`arealm`, `role`, …).
+    pub otype: String,
+    pub docs: Json,
+    /// ns since the epoch.
+    pub modified: i64,
+}
+
+impl Record for Docs {
+    const KIND: Kind = Kind::Docs;
+    fn key(&self) -> String {
+        scoped(&self.mrealm_oid, &[&self.oid])
+    }
+    fn parents(&self) -> Vec<(Kind, String)> {
+        vec![(Kind::ManagementRealm, self.mrealm_oid.to_string())]
+    }
+}

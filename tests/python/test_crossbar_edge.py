@@ -166,6 +166,7 @@ def test_shell_user_activation_flow(cb):
 
 
 def test_edge_node_pairs_and_comes_online(cb):
+    cb.edge_dir.parent.mkdir(parents=True, exist_ok=True)
     r = subprocess.run([str(CROSSBAR), "edge", "keys", "--cbdir", str(cb.edge_dir)], capture_output=True,
                        text=True, timeout=SHELL_TIMEOUT, env=cb.env(), stdin=subprocess.DEVNULL)
     assert r.returncode == 0 and (cb.edge_dir / "key.pub").exists(), r.stdout + r.stderr
@@ -186,9 +187,17 @@ def alice_key(cb) -> KeyPair:
     return KeyPair(cb.alice_dir / "default.priv", cb.alice_dir / "default.pub")
 
 
+def key_user_id(pub: Path) -> str:
+    for line in pub.read_text().splitlines():
+        if line.startswith("user-id:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no user-id in {pub}")
+
+
 async def alice(cb):
     kp = alice_key(cb)
-    return await join(cb.master, key=kp, realm=cb.mrealm, authid=None, authextra={"pubkey": kp.pubkey_hex})
+    return await join(cb.master, key=kp, realm=cb.mrealm, authid=key_user_id(kp.pub_path),
+                      authextra={"pubkey": kp.pubkey_hex})
 
 
 @aio(timeout=120)
@@ -219,7 +228,7 @@ async def test_remote_management_of_the_edge_node(cb):
                    {"type": "websocket", "endpoint": {"type": "tcp", "port": port, "interface": "127.0.0.1"},
                     "serializers": ["json"], "auth": {"anonymous": {"type": "static", "role": "anonymous"}}}), 30)
     transports = await w(s.call("crossbarfabriccenter.remote.router.get_router_transports", oid, "rtr1"), 30)
-    assert "tp1" in transports, transports
+    assert "tp1" in [t["id"] if isinstance(t, dict) else t for t in transports], transports
     sessions = await w(s.call("crossbarfabriccenter.remote.realm.meta.wamp.session.list", "node1", "rtr1",
                               "realm001"), 30)
     assert isinstance(sessions, list), sessions

@@ -1,0 +1,573 @@
+//! `crossbarfabriccenter.mrealm.routercluster.*` (spec §6.5): router clusters, their member
+//! nodes, and the worker groups placed on those nodes. Events go to
+//! `crossbarfabriccenter.mrealm.routercluster.on_*`.
+//!
+//! Starting a cluster moves it to STARTING; starting its workers on the nodes and moving it
+//! on to RUNNING is the job of an orchestration monitor, which is not part of this module.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::objects::*;
+use super::scope::Scope;
+use super::{bad_argument, oid_arg, str_arg, to_value};
+use crate::router::internal::{CallError, Handler, Invocation};
+use crate::store::model::{
+    Json, RouterCluster, RouterClusterNodeMembership, RouterWorkerGroup,
+    RouterWorkerGroupClusterPlacement,
+};
+use crate::store::{AnyRecord, Command, Index, Kind, Reader};
+use crate::wamp::Value;
+use crate::wamp::errors::INVALID_ARGUMENT;
+
+const PREFIX: &str = "crossbarfabriccenter.mrealm.routercluster.";
+
+/// Bounds of a worker group's scale (cfxdb `RouterWorkerGroup`).
+const MAX_SCALE: u64 = 128;
+
+pub fn handlers(scope: &Arc<Scope>) -> Vec<(String, Handler)> {
+    let s = scope;
+    vec![
+        route(s, PREFIX, "list_routerclusters", list_clusters),
+        route(s, PREFIX, "get_routercluster", get_cluster),
+        route(s, PREFIX, "get_routercluster_by_name", get_cluster_by_name),
+        route(s, PREFIX, "create_routercluster", create_cluster),
+        route(s, PREFIX, "delete_routercluster", delete_cluster),
+        route(s, PREFIX, "start_routercluster", start_cluster),
+        route(s, PREFIX, "stop_routercluster", stop_cluster),
+        route(s, PREFIX, "stat_routercluster", stat_cluster),
+        route(s, PREFIX, "list_routercluster_nodes", list_nodes),
+        route(s, PREFIX, "add_routercluster_node", add_node),
+        route(s, PREFIX, "remove_routercluster_node", remove_node),
+        route(s, PREFIX, "get_routercluster_node", get_node),
+        route(s, PREFIX, "list_routercluster_workergroups", list_groups),
+        route(s, PREFIX, "add_routercluster_workergroup", add_group),
+        route(s, PREFIX, "remove_routercluster_workergroup", remove_group),
+        route(s, PREFIX, "get_routercluster_workergroup", get_group),
+        route(
+            s,
+            PREFIX,
+            "get_routercluster_workergroup_by_name",
+            get_group_by_name,
+        ),
+        route(s, PREFIX, "stat_routercluster_workergroup", stat_group),
+    ]
+}
+
+fn publish(s: &Scope, topic: &str, v: &Value) {
+    s.events
+        .publish(&format!("{PREFIX}{topic}"), vec![v.clone()]);
+}
+
+fn member_key(s: &Scope, c: &Uuid, n: &Uuid) -> String {
+    format!("{}/{c}/{n}", s.mrealm_oid)
+}
+
+fn group_key(s: &Scope, c: &Uuid, g: &Uuid) -> String {
+    format!("{}/{c}/{g}", s.mrealm_oid)
+}
+
+fn cluster_in(s: &Scope, r: &Reader, c: &Uuid) -> Result<RouterCluster, CallError> {
+    get(r, &s.key(c), "router cluster", &c.to_string())
+}
+
+fn group_in(s: &Scope, r: &Reader, c: &Uuid, g: &Uuid) -> Result<RouterWorkerGroup, CallError> {
+    cluster_in(s, r, c)?;
+    get(
+        r,
+        &group_key(s, c, g),
+        "router worker group",
+        &g.to_string(),
+    )
+}
+
+fn placements_of(
+    s: &Scope,
+    r: &Reader,
+    g: &Uuid,
+) -> Result<Vec<RouterWorkerGroupClusterPlacement>, CallError> {
+    r.list(&format!("{}/{g}/", s.mrealm_oid)).map_err(runtime)
+}
+
+// ---- clusters ----------------------------------------------------------------------------
+
+async fn list_clusters(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let names = flag_arg(&inv, 0, "return_names")?;
+    let r = reader(&s).await?;
+    let items = r
+        .list::<RouterCluster>(&s.key_prefix())
+        .map_err(runtime)?
+        .into_iter()
+        .map(|c| (c.oid.to_string(), c.name))
+        .collect();
+    Ok(oids_or_names(items, names))
+}
+
+async fn get_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let r = reader(&s).await?;
+    Ok(wire_record(&cluster_in(&s, &r, &c)?))
+}
+
+async fn get_cluster_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let name = str_arg(&inv, 0, "routercluster_name")?.to_owned();
+    let r = reader(&s).await?;
+    r.lookup::<RouterCluster>(Index::RouterClusterByName, &s.key(&name))
+        .map_err(runtime)?
+        .map(|c| wire_record(&c))
+        .ok_or_else(|| no_such("router cluster named", format!("{name:?}")))
+}
+
+async fn create_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_writer(&inv)?;
+    let spec = dict_arg(&inv, 0, "routercluster")?;
+    match spec.get("name").and_then(Json::as_str) {
+        Some(n) if valid_config_id(n) => {}
+        other => {
+            return Err(CallError::new(
+                INVALID_CONFIGURATION,
+                format!("router cluster name {other:?} does not match ^[a-z][a-z0-9_]{{2,11}}$"),
+            ));
+        }
+    }
+    let owner = caller_oid(&s, &inv).await?;
+    let cluster: RouterCluster = build(
+        spec,
+        json!({
+            "oid": Uuid::new_v4(),
+            "mrealm_oid": s.mrealm_oid,
+            "status": "STOPPED",
+            "owner_oid": owner,
+            "changed": now_ns(),
+        }),
+        INVALID_CONFIGURATION,
+    )?;
+    let created = wire(
+        propose(
+            &s,
+            Command::Insert {
+                record: AnyRecord::RouterCluster(cluster),
+            },
+        )
+        .await?,
+    );
+    publish(&s, "on_routercluster_created", &created);
+    Ok(created)
+}
+
+async fn delete_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_owner(&inv)?;
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    {
+        let r = reader(&s).await?;
+        cluster_in(&s, &r, &c)?;
+        let groups: Vec<String> = r
+            .list::<RouterWorkerGroup>(&format!("{}/{c}/", s.mrealm_oid))
+            .map_err(runtime)?
+            .into_iter()
+            .map(|g| g.oid.to_string())
+            .collect();
+        check_unused(&s, &r, "workergroup_oid", &groups)?;
+    }
+    // Memberships, worker groups and their placements go with the cluster.
+    let deleted = wire(
+        propose(
+            &s,
+            Command::Delete {
+                kind: Kind::RouterCluster,
+                key: s.key(c),
+                cascade: false,
+            },
+        )
+        .await?,
+    );
+    publish(&s, "on_routercluster_deleted", &deleted);
+    Ok(deleted)
+}
+
+async fn start_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_owner(&inv)?;
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let started = set_status(
+        &s,
+        Kind::RouterCluster,
+        &s.key(c),
+        "STARTING",
+        starting_from(),
+        Default::default(),
+    )
+    .await?;
+    let out = to_value(transition(&started, Some(&inv)));
+    publish(&s, "on_routercluster_starting", &out);
+    Ok(out)
+}
+
+async fn stop_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_writer(&inv)?;
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    // The reference refuses a wrong state with `cannot_start` here; `cannot_stop` is what
+    // the other objects' stops answer, and what the refusal means.
+    let (stopping, stopped) = stop(&s, Kind::RouterCluster, &s.key(c)).await?;
+    publish(
+        &s,
+        "on_routercluster_stopping",
+        &to_value(transition(&stopping, Some(&inv))),
+    );
+    publish(
+        &s,
+        "on_routercluster_stopped",
+        &to_value(transition(&stopped, None)),
+    );
+    Ok(to_value(transition(&stopped, Some(&inv))))
+}
+
+async fn stat_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let r = reader(&s).await?;
+    let cluster = cluster_in(&s, &r, &c)?;
+    let inside = format!("{}/{c}/", s.mrealm_oid);
+    let members = r
+        .list::<RouterClusterNodeMembership>(&inside)
+        .map_err(runtime)?;
+    let mut online_nodes = 0;
+    for m in &members {
+        if online(&r, &m.node_oid)? {
+            online_nodes += 1;
+        }
+    }
+    let groups = r.list::<RouterWorkerGroup>(&inside).map_err(runtime)?;
+    let mut workers = 0;
+    for g in &groups {
+        workers += placements_of(&s, &r, &g.oid)?.len();
+    }
+    let mut out = serde_json::to_value(&cluster).unwrap_or(Json::Null);
+    out["stats"] = json!({
+        "nodes": members.len(),
+        "nodes_online": online_nodes,
+        "workergroups": groups.len(),
+        "workers": workers,
+    });
+    Ok(wire(out))
+}
+
+// ---- member nodes ------------------------------------------------------------------------
+
+async fn list_nodes(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let names = flag_arg(&inv, 1, "return_names")?;
+    let filter = node_status_filter(&inv, 2)?;
+    let r = reader(&s).await?;
+    cluster_in(&s, &r, &c)?;
+    let nodes = r
+        .list::<RouterClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))
+        .map_err(runtime)?
+        .into_iter()
+        .map(|m| m.node_oid)
+        .collect();
+    member_nodes(&s, &r, nodes, names, filter)
+}
+
+async fn add_node(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_writer(&inv)?;
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let n = oid_arg(&inv, 1, "node_oid")?;
+    let config = opt_dict_arg(&inv, 2, "config")?;
+    {
+        let r = reader(&s).await?;
+        cluster_in(&s, &r, &c)?;
+        paired_node(&s, &r, &n)?;
+    }
+    let membership: RouterClusterNodeMembership = build(
+        config,
+        json!({"mrealm_oid": s.mrealm_oid, "cluster_oid": c, "node_oid": n}),
+        INVALID_ARGUMENT,
+    )?;
+    if let (Some(soft), Some(hard)) = (membership.softlimit, membership.hardlimit)
+        && (soft < 0 || hard < soft)
+    {
+        return Err(bad_argument("need 0 <= softlimit <= hardlimit"));
+    }
+    let added = wire(
+        propose(
+            &s,
+            Command::Insert {
+                record: AnyRecord::RouterClusterNodeMembership(membership),
+            },
+        )
+        .await?,
+    );
+    publish(&s, "on_routercluster_node_added", &added);
+    Ok(added)
+}
+
+async fn remove_node(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_writer(&inv)?;
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let n = oid_arg(&inv, 1, "node_oid")?;
+    // Refused while workers of a worker group are placed on the node.
+    let removed = wire(
+        propose(
+            &s,
+            Command::Delete {
+                kind: Kind::RouterClusterNodeMembership,
+                key: member_key(&s, &c, &n),
+                cascade: false,
+            },
+        )
+        .await?,
+    );
+    publish(&s, "on_routercluster_node_removed", &removed);
+    Ok(removed)
+}
+
+async fn get_node(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let n = oid_arg(&inv, 1, "node_oid")?;
+    let r = reader(&s).await?;
+    cluster_in(&s, &r, &c)?;
+    let m: RouterClusterNodeMembership = get(
+        &r,
+        &member_key(&s, &c, &n),
+        "router cluster node",
+        &n.to_string(),
+    )?;
+    Ok(wire_record(&m))
+}
+
+// ---- worker groups -----------------------------------------------------------------------
+
+async fn list_groups(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let names = flag_arg(&inv, 1, "return_names")?;
+    let status = opt_str_arg(&inv, 2, "filter_by_status")?;
+    let r = reader(&s).await?;
+    cluster_in(&s, &r, &c)?;
+    let items = r
+        .list::<RouterWorkerGroup>(&format!("{}/{c}/", s.mrealm_oid))
+        .map_err(runtime)?
+        .into_iter()
+        .filter(|g| {
+            status
+                .as_deref()
+                .is_none_or(|want| g.status.eq_ignore_ascii_case(want))
+        })
+        .map(|g| (g.oid.to_string(), g.name))
+        .collect();
+    Ok(oids_or_names(items, names))
+}
+
+/// Chooses a node for each of `scale` workers: always the least loaded member (fewest
+/// workers of this cluster placed on it, ties by oid) that is below its hardlimit.
+fn place(
+    members: &[(Uuid, Option<i64>)],
+    mut load: HashMap<Uuid, i64>,
+    scale: u64,
+) -> Result<Vec<Uuid>, String> {
+    if members.is_empty() {
+        return Err("the router cluster has no nodes to place workers on".into());
+    }
+    let mut out = Vec::new();
+    for _ in 0..scale {
+        let pick = members
+            .iter()
+            .map(|(n, hard)| (*load.get(n).unwrap_or(&0), *n, *hard))
+            .filter(|(l, _, hard)| hard.is_none_or(|h| *l < h))
+            .min_by_key(|(l, n, _)| (*l, *n))
+            .map(|(_, n, _)| n)
+            .ok_or("every node of the router cluster is at its hardlimit")?;
+        *load.entry(pick).or_default() += 1;
+        out.push(pick);
+    }
+    Ok(out)
+}
+
+async fn add_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_writer(&inv)?;
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let spec = opt_dict_arg(&inv, 1, "workergroup")?;
+    let oid = Uuid::new_v4();
+    let name = match spec.get("name") {
+        None | Some(Json::Null) => format!("cwg_{}", &oid.to_string()[..8]),
+        Some(Json::String(n)) if valid_config_id(n) => n.clone(),
+        Some(other) => {
+            return Err(CallError::new(
+                INVALID_CONFIGURATION,
+                format!("worker group name {other} does not match ^[a-z][a-z0-9_]{{2,11}}$"),
+            ));
+        }
+    };
+    let scale = match spec.get("scale") {
+        None | Some(Json::Null) => 1,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_SCALE).contains(&n) => n,
+            _ => {
+                return Err(bad_argument(format!(
+                    "scale must be 1..{MAX_SCALE}, not {v}"
+                )));
+            }
+        },
+    };
+    let nodes = {
+        let r = reader(&s).await?;
+        cluster_in(&s, &r, &c)?;
+        let members: Vec<(Uuid, Option<i64>)> = r
+            .list::<RouterClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))
+            .map_err(runtime)?
+            .into_iter()
+            .map(|m| (m.node_oid, m.hardlimit))
+            .collect();
+        let mut load: HashMap<Uuid, i64> = HashMap::new();
+        for p in r
+            .list::<RouterWorkerGroupClusterPlacement>(&s.key_prefix())
+            .map_err(runtime)?
+        {
+            if p.cluster_oid == c {
+                *load.entry(p.node_oid).or_default() += 1;
+            }
+        }
+        place(&members, load, scale).map_err(bad_argument)?
+    };
+    let changed = now_ns();
+    let group: RouterWorkerGroup = build(
+        spec,
+        json!({
+            "oid": oid,
+            "mrealm_oid": s.mrealm_oid,
+            "cluster_oid": c,
+            "name": name,
+            "scale": scale,
+            "status": "STOPPED",
+            "changed": changed,
+        }),
+        INVALID_ARGUMENT,
+    )?;
+    let placements = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, node_oid)| RouterWorkerGroupClusterPlacement {
+            oid: Uuid::new_v4(),
+            mrealm_oid: s.mrealm_oid,
+            worker_group_oid: oid,
+            cluster_oid: c,
+            node_oid,
+            worker_name: format!("{}_{i}", group.name),
+            status: "STOPPED".into(),
+            changed,
+            tcp_listening_port: None,
+        })
+        .collect();
+    let added = wire(propose(&s, Command::AddWorkerGroup { group, placements }).await?);
+    publish(&s, "on_workergroup_added", &added);
+    Ok(added)
+}
+
+async fn remove_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_writer(&inv)?;
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let g = oid_arg(&inv, 1, "workergroup_oid")?;
+    {
+        let r = reader(&s).await?;
+        group_in(&s, &r, &c, &g)?;
+        check_unused(&s, &r, "workergroup_oid", &[g.to_string()])?;
+    }
+    let removed = wire(
+        propose(
+            &s,
+            Command::Delete {
+                kind: Kind::RouterWorkerGroup,
+                key: group_key(&s, &c, &g),
+                cascade: false,
+            },
+        )
+        .await?,
+    );
+    publish(&s, "on_workergroup_removed", &removed);
+    Ok(removed)
+}
+
+async fn get_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let g = oid_arg(&inv, 1, "workergroup_oid")?;
+    let r = reader(&s).await?;
+    Ok(wire_record(&group_in(&s, &r, &c, &g)?))
+}
+
+async fn get_group_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let cluster_name = str_arg(&inv, 0, "routercluster_name")?.to_owned();
+    let group_name = str_arg(&inv, 1, "workergroup_name")?.to_owned();
+    let r = reader(&s).await?;
+    let cluster = r
+        .lookup::<RouterCluster>(Index::RouterClusterByName, &s.key(&cluster_name))
+        .map_err(runtime)?
+        .ok_or_else(|| no_such("router cluster named", format!("{cluster_name:?}")))?;
+    r.lookup::<RouterWorkerGroup>(
+        Index::WorkerGroupByName,
+        &format!("{}/{}/{group_name}", s.mrealm_oid, cluster.oid),
+    )
+    .map_err(runtime)?
+    .map(|g| wire_record(&g))
+    .ok_or_else(|| no_such("router worker group named", format!("{group_name:?}")))
+}
+
+async fn stat_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = oid_arg(&inv, 0, "routercluster_oid")?;
+    let g = oid_arg(&inv, 1, "workergroup_oid")?;
+    let r = reader(&s).await?;
+    let group = group_in(&s, &r, &c, &g)?;
+    let placements = placements_of(&s, &r, &g)?;
+    let mut nodes: Vec<Uuid> = placements.iter().map(|p| p.node_oid).collect();
+    nodes.sort();
+    nodes.dedup();
+    let mut online_nodes = 0;
+    for n in &nodes {
+        if online(&r, n)? {
+            online_nodes += 1;
+        }
+    }
+    let mut out = serde_json::to_value(&group).unwrap_or(Json::Null);
+    out["stats"] = json!({
+        "workers": placements.len(),
+        "nodes": nodes.len(),
+        "nodes_online": online_nodes,
+    });
+    out["placements"] = Json::Array(
+        placements
+            .iter()
+            .map(|p| super::to_json(&wire_record(p)))
+            .collect(),
+    );
+    Ok(wire(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn workers_go_to_the_least_loaded_nodes() {
+        let members = [(node(1), None), (node(2), None), (node(3), None)];
+        let load = HashMap::from([(node(1), 2), (node(2), 0)]);
+        let picked = place(&members, load, 4).expect("placed");
+        assert_eq!(picked, vec![node(2), node(3), node(2), node(3)]);
+    }
+
+    #[test]
+    fn hardlimits_are_respected() {
+        let members = [(node(1), Some(1)), (node(2), Some(2))];
+        let picked = place(&members, HashMap::new(), 3).expect("placed");
+        assert_eq!(picked, vec![node(1), node(2), node(2)]);
+        assert!(place(&members, HashMap::new(), 4).is_err());
+    }
+
+    #[test]
+    fn no_members_no_placement() {
+        assert!(place(&[], HashMap::new(), 1).is_err());
+    }
+}
