@@ -148,7 +148,7 @@ def main():
 
         key = ["--key", str(work / "su.priv"), "--authid", "superuser"]
         results = {}
-        common = ["--inflight", str(INFLIGHT), "--serializer", "json"]
+        common = ["--inflight", str(INFLIGHT), "--serializer", os.environ.get("SERIALIZER", "cbor")]
         results["ours_list"] = bench("--url", url, *key, "--mode", "call", "--procedure",
                                      "crossbarfabriccenter.mrealm.list_mrealms", "--count", str(COUNT), *common,
                                      "--label", "fabric-master list_mrealms")

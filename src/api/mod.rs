@@ -3,6 +3,7 @@
 
 mod arealm;
 mod backend;
+mod catalogue;
 mod common;
 mod controller;
 mod domain;
@@ -27,6 +28,7 @@ use crate::wamp::{Payload, Value};
 /// What every backend needs.
 pub struct Ctx {
     pub replica: Arc<Replica>,
+    pub mrealms: catalogue::Catalogue,
     pub realms: Arc<realms::RealmSync>,
     pub started: Instant,
     pub started_iso: String,
@@ -48,6 +50,7 @@ pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Resul
     let realms = realms::RealmSync::new(router.clone(), replica.clone());
     let ctx = Arc::new(Ctx {
         replica: replica.clone(),
+        mrealms: Default::default(),
         realms: realms.clone(),
         started: Instant::now(),
         started_iso: crate::router::now_iso(),

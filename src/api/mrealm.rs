@@ -258,12 +258,21 @@ pub fn handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Han
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 let superuser = inv.caller_authid() == Some("superuser");
-                let r = ctx.replica.read().await.map_err(read_failed)?;
+                ctx.replica.linearize().await.map_err(read_failed)?;
                 let runtime = |e: crate::store::StoreError| {
                     CallError::new("wamp.error.runtime_error", e.to_string())
                 };
-                let mut realms: Vec<ManagementRealm> = r.list("").map_err(runtime)?;
-                if !superuser {
+                let listing = ctx.mrealms.get(&ctx.replica).map_err(runtime)?;
+                if superuser {
+                    return Ok(if names {
+                        listing.names.clone()
+                    } else {
+                        listing.oids.clone()
+                    });
+                }
+                let r = ctx.replica.reader().map_err(runtime)?;
+                let mut realms = listing.realms.clone();
+                {
                     // Only the realms the caller holds a role on.
                     let email = inv.caller_authid().unwrap_or_default();
                     let user: Option<User> =

@@ -3,6 +3,7 @@
 //! (`crossbarfabriccenter.node.<authid>.…`), on this replica or on the replica that holds the
 //! node's session; node events are republished under `crossbarfabriccenter.remote.*`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,20 +206,68 @@ fn may_call(inv: &Invocation, remote_name: &str) -> Result<(), CallError> {
 
 /// Routes node calls: locally when this replica holds the node's session, else to the
 /// replica that does.
+/// The paired nodes by oid, and the applied index they were read at.
+type PairedAt = (Option<u64>, Arc<HashMap<uuid::Uuid, Node>>);
+
 #[derive(Clone)]
 pub struct Forwarder {
     scope: Arc<Scope>,
     caller: Caller,
+    /// The realm's paired nodes by oid, as of an applied log index: every forwarded call
+    /// maps an oid, and the pairings change rarely.
+    paired: Arc<parking_lot::Mutex<Option<PairedAt>>>,
 }
 
 impl Forwarder {
     pub fn new(scope: Arc<Scope>, caller: Caller) -> Forwarder {
-        Forwarder { scope, caller }
+        Forwarder {
+            scope,
+            caller,
+            paired: Default::default(),
+        }
+    }
+
+    fn paired_nodes(&self) -> Result<Arc<HashMap<uuid::Uuid, Node>>, CallError> {
+        let replica = &self.scope.ctx.replica;
+        let applied = replica
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index);
+        if let Some((at, nodes)) = self.paired.lock().as_ref()
+            && *at == applied
+        {
+            return Ok(nodes.clone());
+        }
+        let r = replica.reader().map_err(runtime)?;
+        let prefix = format!("{}/", self.scope.mrealm_oid);
+        let mut nodes = HashMap::new();
+        for key in r
+            .index_keys(Index::NodeByMrealm, &prefix)
+            .map_err(runtime)?
+        {
+            let oid = key.strip_prefix(&prefix).unwrap_or(&key);
+            if let Some(n) = r.get::<Node>(oid).map_err(runtime)? {
+                nodes.insert(n.oid, n);
+            }
+        }
+        let nodes = Arc::new(nodes);
+        *self.paired.lock() = Some((applied, nodes.clone()));
+        Ok(nodes)
     }
 
     /// The paired node `id` names: an oid, or (for the realm-meta API, where the reference
     /// takes authids) an authid.
     fn node(&self, id: &str, authid_allowed: bool) -> Result<Node, CallError> {
+        if let Ok(oid) = uuid::Uuid::parse_str(id) {
+            return self
+                .paired_nodes()?
+                .get(&oid)
+                .filter(|n| n.authid.is_some())
+                .cloned()
+                .ok_or_else(|| self.not_paired(id));
+        }
         let r = self.scope.ctx.replica.reader().map_err(runtime)?;
         let node: Option<Node> = match uuid::Uuid::parse_str(id) {
             Ok(oid) => r.get(&oid.to_string()).map_err(runtime)?,
@@ -233,15 +282,17 @@ impl Forwarder {
             }
         };
         node.filter(|n| n.mrealm_oid == Some(self.scope.mrealm_oid) && n.authid.is_some())
-            .ok_or_else(|| {
-                CallError::new(
-                    "crossbar.error.no_such_object",
-                    format!(
-                        "no node {id} is paired with management realm {}",
-                        self.scope.mrealm_name
-                    ),
-                )
-            })
+            .ok_or_else(|| self.not_paired(id))
+    }
+
+    fn not_paired(&self, id: &str) -> CallError {
+        CallError::new(
+            "crossbar.error.no_such_object",
+            format!(
+                "no node {id} is paired with management realm {}",
+                self.scope.mrealm_name
+            ),
+        )
     }
 
     /// Calls `procedure` on the node's session wherever it is.
@@ -573,9 +624,7 @@ fn worker_topic_api(t: &str) -> Option<(&'static str, String)> {
 /// The remote topic and arguments for a node event, if it has one.
 fn remote_topic(topic: &str, args: &[Value]) -> Option<(String, Vec<Value>)> {
     let rest = topic.strip_prefix("crossbarfabriccenter.node.")?;
-    let mut parts = rest.splitn(2, '.');
-    let authid = parts.next()?;
-    let tail = parts.next()?;
+    let (authid, tail) = rest.split_once('.')?;
     if !is_component(authid) {
         return None;
     }

@@ -264,6 +264,7 @@ impl pb::peer_server::Peer for PeerService {
                 let payload = e
                     .payload
                     .clone()
+                    .map(|p| *p)
                     .unwrap_or_else(|| Payload::args(vec![Value::Str(e.message.clone())]));
                 (uri, WirePayload::from(payload))
             });

@@ -27,6 +27,11 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type Membership = openraft::Membership<NodeId, openraft::BasicNode>;
 pub type LogId = openraft::LogId<NodeId>;
 
+/// How long after a quorum acknowledged it a leader serves linearizable reads from its own
+/// state: half the minimum election timeout, so a newer leader cannot exist yet (followers
+/// that acknowledged do not vote before their election timeout runs out).
+pub const READ_LEASE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Timeouts sized for shared 2-core machines: spurious elections under load cost more
 /// than a few hundred milliseconds of extra failover time.
 pub fn config() -> openraft::Config {

@@ -52,7 +52,7 @@ impl Invocation {
 pub struct CallError {
     pub uri: String,
     pub message: String,
-    pub payload: Option<Payload>,
+    pub payload: Option<Box<Payload>>,
 }
 
 impl CallError {
@@ -73,12 +73,12 @@ impl CallError {
         CallError {
             uri,
             message,
-            payload: Some(payload),
+            payload: Some(Box::new(payload)),
         }
     }
 
     fn into_payload(self) -> Payload {
-        self.payload.unwrap_or_else(|| Payload {
+        self.payload.map(|p| *p).unwrap_or_else(|| Payload {
             args: Some(Value::List(vec![Value::Str(self.message)])),
             kwargs: None,
         })
