@@ -268,20 +268,14 @@ impl Forwarder {
                 .cloned()
                 .ok_or_else(|| self.not_paired(id));
         }
-        let r = self.scope.ctx.replica.reader().map_err(runtime)?;
-        let node: Option<Node> = match uuid::Uuid::parse_str(id) {
-            Ok(oid) => r.get(&oid.to_string()).map_err(runtime)?,
-            Err(_) if authid_allowed => r
-                .lookup(
-                    Index::NodeByAuthid,
-                    &format!("{}/{id}", self.scope.mrealm_oid),
-                )
-                .map_err(runtime)?,
-            Err(e) => {
-                return Err(bad_argument(format!("node_oid {id:?} is not a UUID: {e}")));
-            }
-        };
-        node.filter(|n| n.mrealm_oid == Some(self.scope.mrealm_oid) && n.authid.is_some())
+        if !authid_allowed {
+            return Err(bad_argument(format!("node_oid {id:?} is not a UUID")));
+        }
+        // The realm-meta API addresses nodes by authid, as the reference does.
+        self.paired_nodes()?
+            .values()
+            .find(|n| n.authid.as_deref() == Some(id))
+            .cloned()
             .ok_or_else(|| self.not_paired(id))
     }
 
