@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
+use crate::auth::mailer::Mailer;
 use crate::auth::{AnonymousRealm, StateAuthenticator, StaticAuthenticator, keyfile};
 use crate::config::{FileConfig, RealmConfig, global_realm};
 use crate::replica::Replica;
@@ -63,7 +64,15 @@ pub struct Settings {
     pub call_timeout_ms: Option<u64>,
     pub outbox_capacity: usize,
     pub realms: Vec<RealmConfig>,
+    pub smtp: Option<SmtpSettings>,
     pub cluster: ClusterSettings,
+}
+
+/// Where activation codes are mailed from.
+#[derive(Clone, Debug)]
+pub struct SmtpSettings {
+    pub url: String,
+    pub from: String,
 }
 
 impl Settings {
@@ -89,6 +98,12 @@ impl Settings {
             call_timeout_ms: file.call_timeout_ms.filter(|t| *t > 0),
             outbox_capacity: file.outbox_capacity.unwrap_or(65_536),
             realms: file.realms,
+            smtp: file.smtp_url.map(|url| SmtpSettings {
+                url,
+                from: file
+                    .smtp_from
+                    .unwrap_or_else(|| "fabric-master@localhost".into()),
+            }),
             cluster: ClusterSettings::default(),
         }
     }
@@ -186,11 +201,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })
         .collect();
     let superusers = superuser_keys(&settings)?;
+    let mailer = match &settings.smtp {
+        Some(smtp) => {
+            let mailer = Mailer::new(&smtp.url, &smtp.from).context("SMTP settings")?;
+            tracing::info!("activation codes are mailed from {}", smtp.from);
+            Some(Arc::new(mailer))
+        }
+        None => None,
+    };
     let replica = start_replica(&settings).await?;
     let authenticator = Arc::new(StateAuthenticator::new(
         StaticAuthenticator::new(superusers.clone(), anonymous),
         superusers,
         replica.clone(),
+        mailer,
     ));
     let router = Router::new(
         authenticator,

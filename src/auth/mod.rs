@@ -4,6 +4,7 @@
 
 pub mod cryptosign;
 pub mod keyfile;
+pub mod mailer;
 mod state_auth;
 mod static_auth;
 

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 
+use super::mailer::{CodeKind, Mailer};
 use super::{Authenticator, Decision, Denied, GLOBAL_REALM, HelloRequest, Principal, cryptosign};
 use crate::replica::Replica;
 use crate::store::model::{
@@ -24,6 +25,7 @@ const CODE_ALPHABET: &[u8] = b"345679ACEFGHJKLMNPQRSTUVWXY";
 
 const INVALID_PARAMETERS: &str = "fabric.auth-failed.invalid-parameters";
 const INVALID_CODE: &str = "fabric.auth-failed.invalid-activation-code";
+const EMAIL_FAILURE: &str = "fabric.auth-failed.email-failure";
 
 /// Role names a user may request on a management realm, as the reference's `UserRole`s.
 fn mrealm_role(name: &str) -> Option<u8> {
@@ -68,6 +70,8 @@ pub struct StateAuthenticator {
     fixed: super::StaticAuthenticator,
     superusers: Vec<ed25519_dalek::VerifyingKey>,
     replica: Arc<Replica>,
+    /// Without one, the log line is the only way a code reaches its user.
+    mailer: Option<Arc<Mailer>>,
 }
 
 impl StateAuthenticator {
@@ -75,11 +79,13 @@ impl StateAuthenticator {
         fixed: super::StaticAuthenticator,
         superusers: Vec<ed25519_dalek::VerifyingKey>,
         replica: Arc<Replica>,
+        mailer: Option<Arc<Mailer>>,
     ) -> StateAuthenticator {
         StateAuthenticator {
             fixed,
             superusers,
             replica,
+            mailer,
         }
     }
 
@@ -322,8 +328,27 @@ impl StateAuthenticator {
         let code = token.code.clone();
         self.propose(Command::IssueActivationToken { token })
             .await?;
-        // No mail transport is configured: the log line is how an operator hands out codes.
+        // Logged even when mailed: an operator can hand the code out if the mail gets lost.
         tracing::info!("activation code for {email}: {code}");
+        if let Some(mailer) = &self.mailer {
+            let kind = if known {
+                CodeKind::Login
+            } else {
+                CodeKind::Registration
+            };
+            if let Err(e) = mailer.send_code(email, &code, kind).await {
+                tracing::warn!("activation code for {email} not mailed: {e}");
+                // The token stays pending: the operator can still hand out the logged code,
+                // and the user can ask for a new one once mail works again.
+                return Err(Denied::new(
+                    EMAIL_FAILURE,
+                    format!(
+                        "The authentication code could not be sent to {email} ({e}). Ask the \
+                         operator of this master for it, or request a new code later."
+                    ),
+                ));
+            }
+        }
         let uri = if known {
             "fabric.auth-failed.registered-user-auth-code-sent"
         } else {

@@ -87,6 +87,14 @@ pub struct StartArgs {
     /// Timeout for calls that set none of their own (0 = none).
     #[arg(long, env = "FABRIC_CALL_TIMEOUT_MS")]
     pub call_timeout_ms: Option<u64>,
+    /// SMTP server for mailing activation codes: `smtp://host:25`,
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtps://user:pass@host:465`.
+    /// Codes are always logged too.
+    #[arg(long, env = "FABRIC_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Sender address of activation mails.
+    #[arg(long, env = "FABRIC_SMTP_FROM")]
+    pub smtp_from: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterFlags,
 }
@@ -148,6 +156,8 @@ impl StartArgs {
         file.ping_interval_ms = self.ping_interval_ms.or(file.ping_interval_ms);
         file.ping_timeout_ms = self.ping_timeout_ms.or(file.ping_timeout_ms);
         file.call_timeout_ms = self.call_timeout_ms.or(file.call_timeout_ms);
+        file.smtp_url = self.smtp_url.or(file.smtp_url);
+        file.smtp_from = self.smtp_from.or(file.smtp_from);
         let mut settings = Settings::from_file(file);
         settings.cluster = self.cluster.resolve()?;
         Ok(settings)
