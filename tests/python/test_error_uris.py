@@ -25,7 +25,7 @@ from typing import Awaitable, Callable
 import pytest
 from autobahn.wamp.exception import ApplicationError
 
-from conftest import KeyPair, Keys, Master, aio, join, join_expect_abort, w
+from conftest import KeyPair, Keys, Master, aio, free_port, join, join_expect_abort, w
 from mgmt import AREALM, RCLUSTER, call_error, new_mrealm, unique
 from test_activation import last_code, new_key
 from test_mrealm_api import activated_user, closed, join_node, node_key
@@ -400,11 +400,21 @@ async def replaced_instead_of_already_connected(c: Ctx):
     return [await close_reason_of(first)]
 
 
-async def code_logged_instead_of_email_failure(c: Ctx):
-    kp, email = fresh_user(c)
-    sent = await abort_of(c.master, **user_hello(kp, email))
-    assert last_code(c.master, email), "the code is in the log"
-    return [sent]
+async def email_failure(c: Ctx):
+    # A second master whose SMTP server is not there: nothing listens on a fresh free port.
+    m = Master(
+        c.tmp_path / f"smtp-{uuid.uuid4().hex[:6]}",
+        c.keys.superuser.pub_path,
+        extra_args=["--smtp-url", f"smtp://127.0.0.1:{free_port()}"],
+    )
+    m.start()
+    try:
+        kp, email = fresh_user(c)
+        failed = await abort_of(m, **user_hello(kp, email))
+        assert last_code(m, email), "the undelivered code is still logged for the operator"
+        return [failed]
+    finally:
+        m.stop()
 
 
 async def specific_uris_instead_of_runtime_error(c: Ctx):
@@ -478,12 +488,8 @@ TABLE: dict[str, Provoke | Exempt] = {
         replaced_instead_of_already_connected,
         ("wamp.close.replaced",),
     ),
-    "fabric.auth-failed.email-failure": Exempt(
-        "defined, never raised by the reference (its shell handles it); this master sends no mail "
-        "(SMTP delivery is not built, docs/ARCHITECTURE.md), the code is logged, so delivery "
-        "cannot fail",
-        code_logged_instead_of_email_failure,
-        ("fabric.auth-failed.new-user-auth-code-sent",),
+    "fabric.auth-failed.email-failure": Provoke(
+        "a master whose SMTP server cannot be reached issues a code", email_failure
     ),
     "wamp.error.runtime_error": Exempt(
         "the reference's catch-all for plain Python exceptions; this master raises it only for "
