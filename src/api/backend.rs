@@ -20,6 +20,7 @@ pub const BACKEND_AUTHID: &str = "fabric-master";
 
 pub struct Backend {
     pub controller: Arc<Controller>,
+    realm: Arc<Realm>,
     stop: watch::Sender<bool>,
 }
 
@@ -27,6 +28,9 @@ impl Backend {
     /// Ends the periodic tasks (the session ends with its realm).
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+        // The retargeting holds the backend, which holds the realm: drop it, or the realm
+        // would outlive its removal.
+        self.realm.set_call_retarget(None);
     }
 }
 
@@ -44,7 +48,7 @@ pub async fn start(
         ctx,
         mrealm_oid: mrealm.oid,
         mrealm_name: mrealm.name.clone(),
-        events: Publisher::new(realm),
+        events: Publisher::new(realm.clone()),
     });
     let caller = session.caller();
     let controller = Controller::new(scope.clone(), caller.clone());
@@ -59,6 +63,7 @@ pub async fn start(
     for (uri, prefix, handler) in forwarder.handlers() {
         session.register(&uri, prefix, handler).await?;
     }
+    realm.set_call_retarget(Some(forwarder.direct_routes()));
     {
         let c = controller.clone();
         session
@@ -94,7 +99,11 @@ pub async fn start(
     tokio::spawn(session.serve());
     let (stop, stopped) = watch::channel(false);
     spawn_periodic(controller.clone(), stopped);
-    Ok(Arc::new(Backend { controller, stop }))
+    Ok(Arc::new(Backend {
+        controller,
+        realm,
+        stop,
+    }))
 }
 
 fn spawn_periodic(controller: Arc<Controller>, mut stopped: watch::Receiver<bool>) {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::bad_argument;
 use super::scope::Scope;
 use crate::router::internal::{CallError, Caller, Event, Handler, Invocation};
+use crate::router::realm::CallRetarget;
 use crate::store::Index;
 use crate::store::model::{Node, Presence};
 use crate::wamp::errors::{INVALID_ARGUMENT, NO_SUCH_PROCEDURE, NOT_AUTHORIZED};
@@ -192,9 +193,9 @@ const APIS: [Api; 7] = [
 pub const REALM_META_PREFIX: &str = "crossbarfabriccenter.remote.realm.meta.";
 
 /// Users and guests may only look; changing a node takes owner or admin.
-fn may_call(inv: &Invocation, remote_name: &str) -> Result<(), CallError> {
+fn may_call(role: Option<&str>, remote_name: &str) -> Result<(), CallError> {
     let read_only = ["get_", "list_"].iter().any(|p| remote_name.starts_with(p));
-    match inv.caller_authrole() {
+    match role {
         Some("owner" | "admin") => Ok(()),
         Some("user" | "guest") if read_only => Ok(()),
         role => Err(CallError::new(
@@ -227,19 +228,25 @@ impl Forwarder {
         }
     }
 
-    fn paired_nodes(&self) -> Result<Arc<HashMap<uuid::Uuid, Node>>, CallError> {
-        let replica = &self.scope.ctx.replica;
-        let applied = replica
+    fn applied_index(&self) -> Option<u64> {
+        self.scope
+            .ctx
+            .replica
             .raft
             .metrics()
             .borrow()
             .last_applied
-            .map(|l| l.index);
+            .map(|l| l.index)
+    }
+
+    fn paired_nodes(&self) -> Result<Arc<HashMap<uuid::Uuid, Node>>, CallError> {
+        let applied = self.applied_index();
         if let Some((at, nodes)) = self.paired.lock().as_ref()
             && *at == applied
         {
             return Ok(nodes.clone());
         }
+        let replica = &self.scope.ctx.replica;
         let r = replica.reader().map_err(runtime)?;
         let prefix = format!("{}/", self.scope.mrealm_oid);
         let mut nodes = HashMap::new();
@@ -259,10 +266,14 @@ impl Forwarder {
 
     /// The paired node `id` names: an oid, or (for the realm-meta API, where the reference
     /// takes authids) an authid.
-    fn node(&self, id: &str, authid_allowed: bool) -> Result<Node, CallError> {
+    fn node(
+        &self,
+        paired: &HashMap<uuid::Uuid, Node>,
+        id: &str,
+        authid_allowed: bool,
+    ) -> Result<Node, CallError> {
         if let Ok(oid) = uuid::Uuid::parse_str(id) {
-            return self
-                .paired_nodes()?
+            return paired
                 .get(&oid)
                 .filter(|n| n.authid.is_some())
                 .cloned()
@@ -272,7 +283,7 @@ impl Forwarder {
             return Err(bad_argument(format!("node_oid {id:?} is not a UUID")));
         }
         // The realm-meta API addresses nodes by authid, as the reference does.
-        self.paired_nodes()?
+        paired
             .values()
             .find(|n| n.authid.as_deref() == Some(id))
             .cloned()
@@ -378,14 +389,36 @@ impl Forwarder {
         remote_name: &str,
         node_name: &str,
     ) -> Result<Payload, CallError> {
-        may_call(&inv, remote_name)?;
-        let (node_id, rest) = split_args(&inv, 1, &["node_oid"])?;
-        let node = self.node(&node_id[0], false)?;
+        let paired = self.paired_nodes()?;
+        let (node, procedure, payload) = self.target(
+            &paired,
+            level,
+            remote_name,
+            node_name,
+            inv.caller_authrole(),
+            &inv.payload,
+        )?;
+        self.call(&node, procedure, payload).await
+    }
+
+    /// The node, its procedure and the payload a `remote.<api>.<remote_name>` call maps to.
+    fn target(
+        &self,
+        paired: &HashMap<uuid::Uuid, Node>,
+        level: Level,
+        remote_name: &str,
+        node_name: &str,
+        role: Option<&str>,
+        payload: &Payload,
+    ) -> Result<(Node, String, Payload), CallError> {
+        may_call(role, remote_name)?;
+        let (node_id, rest) = split_args(payload, 1, &["node_oid"])?;
+        let node = self.node(paired, &node_id[0], false)?;
         let authid = node.authid.as_deref().unwrap_or_default();
         let procedure = match level {
             Level::Node => format!("crossbarfabriccenter.node.{authid}.{node_name}"),
             Level::Worker => {
-                let (worker, _) = split_args(&inv, 2, &["node_oid", "worker_id"])?;
+                let (worker, _) = split_args(payload, 2, &["node_oid", "worker_id"])?;
                 check_id(&worker[1], "worker_id")?;
                 format!(
                     "crossbarfabriccenter.node.{authid}.worker.{}.{node_name}",
@@ -394,26 +427,37 @@ impl Forwarder {
             }
         };
         let skip = if level == Level::Node { 1 } else { 2 };
-        let payload = forwarded_payload(&inv, skip, rest);
-        self.call(&node, procedure, payload).await
+        let payload = forwarded_payload(payload, skip, rest);
+        Ok((node, procedure, payload))
     }
 
     async fn forward_meta(&self, inv: Invocation) -> Result<Payload, CallError> {
-        let suffix = inv
-            .procedure
+        let paired = self.paired_nodes()?;
+        let (node, procedure, payload) =
+            self.meta_target(&paired, &inv.procedure, inv.caller_authrole(), &inv.payload)?;
+        self.call(&node, procedure, payload).await
+    }
+
+    /// The node, its procedure and the payload a `remote.realm.meta.wamp.*` call maps to.
+    fn meta_target(
+        &self,
+        paired: &HashMap<uuid::Uuid, Node>,
+        remote_procedure: &str,
+        role: Option<&str>,
+        payload: &Payload,
+    ) -> Result<(Node, String, Payload), CallError> {
+        let suffix = remote_procedure
             .strip_prefix(REALM_META_PREFIX)
-            .unwrap_or_default()
-            .to_owned();
+            .unwrap_or_default();
         if !suffix.starts_with("wamp.") {
             return Err(bad_argument(format!(
-                "{} is not a realm meta procedure (wamp.*)",
-                inv.procedure
+                "{remote_procedure} is not a realm meta procedure (wamp.*)"
             )));
         }
         let read_only = !["kill", "remove", "add_testament", "flush_testaments"]
             .iter()
             .any(|w| suffix.contains(w));
-        match inv.caller_authrole() {
+        match role {
             Some("owner" | "admin") => {}
             Some("user" | "guest") if read_only => {}
             role => {
@@ -423,8 +467,8 @@ impl Forwarder {
                 ));
             }
         }
-        let (ids, rest) = split_args(&inv, 3, &["node_id", "worker_id", "realm_id"])?;
-        let node = self.node(&ids[0], true)?;
+        let (ids, rest) = split_args(payload, 3, &["node_id", "worker_id", "realm_id"])?;
+        let node = self.node(paired, &ids[0], true)?;
         check_id(&ids[1], "worker_id")?;
         check_id(&ids[2], "realm_id")?;
         let procedure = format!(
@@ -433,8 +477,25 @@ impl Forwarder {
             ids[1],
             ids[2]
         );
-        let payload = forwarded_payload(&inv, 3, rest);
-        self.call(&node, procedure, payload).await
+        let payload = forwarded_payload(payload, 3, rest);
+        Ok((node, procedure, payload))
+    }
+
+    /// The dealer-side shortcut for this realm's `remote.*` calls (see `DirectRoutes`).
+    pub fn direct_routes(&self) -> Arc<DirectRoutes> {
+        let mut procs = HashMap::new();
+        for api in &APIS {
+            for &(remote_name, node_name) in api.procs {
+                procs.insert(
+                    format!("crossbarfabriccenter.remote.{}.{remote_name}", api.name),
+                    (api.level, remote_name, node_name),
+                );
+            }
+        }
+        Arc::new(DirectRoutes {
+            forwarder: self.clone(),
+            procs,
+        })
     }
 
     /// Node events under `crossbarfabriccenter.node.` republished under
@@ -451,17 +512,18 @@ impl Forwarder {
 /// The leading string arguments `names` (positional or keyword), and whether the rest of
 /// the positional arguments start after them.
 fn split_args(
-    inv: &Invocation,
+    payload: &Payload,
     n: usize,
     names: &[&str],
 ) -> Result<(Vec<String>, bool), CallError> {
     let mut ids = Vec::with_capacity(n);
-    let positional = inv.args().len() >= n;
+    let args = positional_args(payload);
+    let positional = args.len() >= n;
     for (i, name) in names.iter().enumerate().take(n) {
         let v = if positional {
-            inv.arg(i)
+            args.get(i)
         } else {
-            inv.kwarg(name)
+            payload.kwargs.as_ref().and_then(|k| k.get(*name))
         };
         match v.and_then(Value::as_str) {
             Some(s) => ids.push(s.to_owned()),
@@ -478,13 +540,17 @@ fn split_args(
 
 /// Arguments after the addressing ones, and keyword arguments without the addressing ones
 /// and without `details` (which the reference's forwarder drops).
-fn forwarded_payload(inv: &Invocation, skip: usize, positional: bool) -> Payload {
+fn forwarded_payload(payload: &Payload, skip: usize, positional: bool) -> Payload {
     let args: Vec<Value> = if positional {
-        inv.args().iter().skip(skip).cloned().collect()
+        positional_args(payload)
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect()
     } else {
-        inv.args().to_vec()
+        positional_args(payload).to_vec()
     };
-    let kwargs = inv.payload.kwargs.as_ref().map(|k| {
+    let kwargs = payload.kwargs.as_ref().map(|k| {
         k.iter()
             .filter(|(name, _)| {
                 name.as_str() != "details"
@@ -498,6 +564,52 @@ fn forwarded_payload(inv: &Invocation, skip: usize, positional: bool) -> Payload
     Payload {
         args: Some(Value::List(args)),
         kwargs: kwargs.filter(|k| !k.is_empty()),
+    }
+}
+
+fn positional_args(payload: &Payload) -> &[Value] {
+    match &payload.args {
+        Some(Value::List(l)) => l,
+        _ => &[],
+    }
+}
+
+/// Serves `remote.*` calls in the dealer when the node's session is on this replica: the
+/// call goes to the node's procedure directly and its answer straight back. Everything else
+/// (errors to report, a node held by another replica) returns `None`, and the forwarder's
+/// registered handlers take the call.
+pub struct DirectRoutes {
+    forwarder: Forwarder,
+    /// `crossbarfabriccenter.remote.<api>.<name>` → (level, remote name, node-side name).
+    procs: HashMap<String, (Level, &'static str, &'static str)>,
+}
+
+impl CallRetarget for DirectRoutes {
+    fn prefix(&self) -> &str {
+        "crossbarfabriccenter.remote."
+    }
+
+    fn retarget(
+        &self,
+        procedure: &str,
+        caller_authrole: &str,
+        payload: &Payload,
+    ) -> Option<(String, Payload)> {
+        // A redb read transaction does not wait for writers, so a stale cache is refreshed
+        // here (once per applied index) rather than sending the call the slow way.
+        let paired = self.forwarder.paired_nodes().ok()?;
+        let role = Some(caller_authrole);
+        let target = if procedure.starts_with(REALM_META_PREFIX) {
+            self.forwarder
+                .meta_target(&paired, procedure, role, payload)
+        } else {
+            let &(level, remote_name, node_name) = self.procs.get(procedure)?;
+            self.forwarder
+                .target(&paired, level, remote_name, node_name, role, payload)
+        };
+        target
+            .ok()
+            .map(|(_, procedure, payload)| (procedure, payload))
     }
 }
 

@@ -296,6 +296,7 @@ impl State {
                 .get("disclose_me")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+        let (procedure, payload) = self.retargeted(sid, procedure, payload);
         let Some(reg_id) = self.dealer.index.best_match(&procedure) else {
             if procedure.starts_with("wamp.") {
                 return self.meta_call(sid, request, &procedure, &payload);
@@ -391,6 +392,26 @@ impl State {
             details,
             payload,
         });
+    }
+
+    /// The call as the realm's retargeting serves it, when it does and the target has a
+    /// callee here; the call unchanged otherwise.
+    fn retargeted(&self, sid: Id, procedure: String, payload: Payload) -> (String, Payload) {
+        let Some(r) = &self.retarget else {
+            return (procedure, payload);
+        };
+        if !procedure.starts_with(r.prefix()) {
+            return (procedure, payload);
+        }
+        let Some(caller) = self.members.get(&sid) else {
+            return (procedure, payload);
+        };
+        match r.retarget(&procedure, &caller.info.authrole, &payload) {
+            Some((target, args)) if self.dealer.index.best_match(&target).is_some() => {
+                (target, args)
+            }
+            _ => (procedure, payload),
+        }
     }
 
     pub(crate) fn yield_(&mut self, sid: Id, request: Id, options: Dict, payload: Payload) {

@@ -29,6 +29,25 @@ pub(crate) struct State {
     pub dealer: Dealer,
     pub broker: Broker,
     pub default_call_timeout_ms: Option<u64>,
+    pub retarget: Option<Arc<dyn CallRetarget>>,
+}
+
+/// Serves some CALLs by another procedure directly: the dealer invokes the target's callee
+/// as if the caller had called it, so its answer goes straight back to the caller. A
+/// management realm uses it for `remote.*` → the node's own procedure, which saves the
+/// backend's round trip through the dealer. Anything it does not answer (unknown node,
+/// caller not allowed, node elsewhere) goes to the registered callee as usual.
+pub trait CallRetarget: Send + Sync {
+    /// Only procedures under this prefix are offered.
+    fn prefix(&self) -> &str;
+    /// The procedure and payload to invoke instead, or `None` for the usual callee. Runs
+    /// under the realm's lock: must not block.
+    fn retarget(
+        &self,
+        procedure: &str,
+        caller_authrole: &str,
+        payload: &Payload,
+    ) -> Option<(String, Payload)>;
 }
 
 pub(crate) fn error_reply(request_type: u64, request: Id, uri: &str, message: String) -> Message {
@@ -124,6 +143,7 @@ impl Realm {
                 dealer: Dealer::default(),
                 broker: Broker::default(),
                 default_call_timeout_ms,
+                retarget: None,
             }),
             me: me.clone(),
         })
@@ -155,6 +175,11 @@ impl Realm {
             },
         );
         st.publish_meta("wamp.session.on_join", vec![Value::Dict(details)]);
+    }
+
+    /// Installs (or with `None` removes) the realm's call retargeting.
+    pub fn set_call_retarget(&self, retarget: Option<Arc<dyn CallRetarget>>) {
+        self.state.lock().retarget = retarget;
     }
 
     /// Publishes an event of the master itself (management events): no publisher.

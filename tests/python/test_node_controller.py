@@ -7,10 +7,11 @@ import time
 
 import pytest
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import PublishOptions, SubscribeOptions
+from autobahn.wamp.types import CallOptions, PublishOptions, RegisterOptions, SubscribeOptions
 
 from conftest import aio, join, join_expect_abort, w
 from test_mrealm_api import call_error, closed, join_node, node_key, unique
+from test_user_api import join_as, user
 
 ACK = PublishOptions(acknowledge=True)
 
@@ -158,6 +159,40 @@ async def test_remote_calls_are_forwarded_to_the_node(master, keys, tmp_path):
     # A procedure the node does not offer.
     e = await call_error(owner, "crossbarfabriccenter.remote.node.get_cpu_count", oid)
     assert e.error == "wamp.error.no_such_procedure", e
+
+
+@aio
+async def test_remote_calls_to_a_local_node_stream_progress_and_keep_permissions(master, keys, tmp_path):
+    """A node on this replica is called by the dealer directly: progressive results reach the
+    caller, and the remote.* permissions still hold."""
+    su, owner, m, node, kp = await paired_realm(master, keys, tmp_path)
+    oid = node["oid"]
+    n = await join_node(master, kp)
+    calls = await serve_node_api(n, "node1")
+
+    def process_stats(details=None):
+        for i in range(3):
+            if details and details.progress:
+                details.progress({"sample": i})
+        return {"samples": 3}
+
+    await w(n.register(process_stats, "crossbarfabriccenter.node.node1.get_process_stats",
+                       options=RegisterOptions(details_arg="details")))
+    progress = []
+    out = await w(owner.call("crossbarfabriccenter.remote.node.get_process_stats", oid,
+                             options=CallOptions(on_progress=lambda *a, **kw: progress.append(a[0]))))
+    assert out == {"samples": 3}
+    assert progress == [{"sample": 0}, {"sample": 1}, {"sample": 2}], progress
+
+    # A guest reads, and may not change the node, however the call is routed.
+    _, g_kp, g_email, g_oid = await user(master, tmp_path, "gina")
+    await w(su.call("crossbarfabriccenter.mrealm.set_roles_on_mrealm_for_user", m["oid"], g_oid, ["guest"]))
+    guest = await join_as(master, g_kp, g_email, m["name"], "guest")
+    st = await w(guest.call("crossbarfabriccenter.remote.node.get_status", oid))
+    assert st["management_node_id"] == "node1", st
+    e = await call_error(guest, "crossbarfabriccenter.remote.node.start_worker", oid, "rtr9", "router")
+    assert e.error == "wamp.error.not_authorized", e
+    assert not [c for c in calls if c[0] == "start_worker"], calls
 
 
 @aio
