@@ -10,7 +10,7 @@ import time
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
-from conftest import aio, join, w
+from conftest import Master, aio, join, w
 from mgmt import call_error, expect_error, new_mrealm
 from test_node_controller import eventually
 
@@ -407,3 +407,53 @@ async def test_traces_go_with_their_management_realm(master, keys, tmp_path):
 
     s = await eventually(fresh, "the new management realm")
     assert await w(s.call(P + "get_traces")) == []
+
+
+@aio(timeout=90)
+async def test_a_start_cut_short_by_a_restart_ends_as_stopping_failed(keys, tmp_path):
+    """The replica carrying out a start goes down before it finishes: restarted, it marks
+    the trace stopping_failed, from where a stop cleans up and a delete is allowed."""
+    m = Master(tmp_path / "restart", keys.superuser.pub_path, config_text=None)
+    m.start()
+    try:
+        mr = await new_mrealm(m, keys)
+        node, kp = await mr.pair_node(tmp_path, "node1")
+        n = await mr.join_as_node(kp)
+        reached = asyncio.Event()
+
+        async def start_trace(trace_id=None, trace_options=None):
+            reached.set()
+            await asyncio.sleep(60)
+
+        await w(n.register(lambda *a, **kw: [], "crossbarfabriccenter.node.node1.worker.rtr1.get_traces"))
+        await w(n.register(start_trace, "crossbarfabriccenter.node.node1.worker.rtr1.start_trace"))
+
+        async def online():
+            return await mr.s.call(P + "get_nodes", "online") == [node["oid"]]
+
+        await eventually(online, "the simulated node online")
+        await w(mr.s.call(P + "create_trace", "t1", [[node["oid"], "rtr1"]]))
+        pending = asyncio.ensure_future(mr.s.call(P + "start_trace", "t1"))
+        await w(reached.wait(), 10)
+        assert (await w(mr.s.call(P + "get_trace", "t1")))["status"] == "starting"
+        # Killed: a graceful stop would cancel the node call and let the start finish.
+        m.proc.kill()
+        m.proc.wait(timeout=5)
+        m.stop()
+        await asyncio.gather(pending, return_exceptions=True)
+
+        m.start(ready_timeout=20)
+
+        async def recovered():
+            try:
+                s = await join(m, keys, realm=mr.name)
+                return (await s.call(P + "get_trace", "t1"))["status"] == "stopping_failed" and s
+            except Exception:
+                return None
+
+        s = await eventually(recovered, "the trace marked stopping_failed after the restart", 20)
+        stopped = await w(s.call(P + "stop_trace", "t1"))
+        assert stopped["stopped"] == [] and stopped["failed"][0]["node_status"] == "offline", stopped
+        assert await w(s.call(P + "delete_trace", "t1")) == {}
+    finally:
+        m.stop()
