@@ -392,6 +392,8 @@ fn trace(m: u128, id: &str) -> Trace {
         eligible_reader_roles: None,
         exclude_reader_roles: None,
         status: "stopped".to_string(),
+        changed: None,
+        changed_by: None,
     }
 }
 
@@ -1376,6 +1378,69 @@ fn running_objects_cannot_be_deleted() {
         false,
     ));
     assert_eq!(e.uri(), "crossbar.error.not_stopped");
+}
+
+#[test]
+fn trace_status_changes_are_compare_and_set() {
+    let db = realms();
+    let key = trace(1, "t1").key();
+    db.ok(&insert(trace(1, "t1")));
+    let to = |status: &str, rule: StatusRule| {
+        modify(Kind::Trace, &key, json!({"status": status}), Some(rule))
+    };
+    let start = || to("starting", StatusRule::StartFrom(vec!["stopped".into()]));
+    db.ok(&start());
+    // A second start (from another replica) loses: the first one won at apply time.
+    let e = db.refused(&start());
+    assert_eq!(e.uri(), "crossbar.error.cannot_start");
+    // Neither a starting nor a running trace can be deleted.
+    for status in ["starting", "running", "stopping"] {
+        db.ok(&modify(Kind::Trace, &key, json!({"status": status}), None));
+        let e = db.refused(&delete(Kind::Trace, &key, false));
+        assert_eq!(
+            e,
+            ApplyError::NotStopped {
+                kind: Kind::Trace,
+                key: key.clone(),
+                status: status.into(),
+            }
+        );
+    }
+    let stop = || {
+        to(
+            "stopping",
+            StatusRule::StopFrom(vec!["running".into(), "stopping_failed".into()]),
+        )
+    };
+    let e = db.refused(&stop());
+    assert_eq!(e.uri(), "crossbar.error.cannot_stop");
+    db.ok(&modify(
+        Kind::Trace,
+        &key,
+        json!({"status": "stopping_failed"}),
+        None,
+    ));
+    db.ok(&stop());
+    db.ok(&modify(
+        Kind::Trace,
+        &key,
+        json!({"status": "stopped"}),
+        None,
+    ));
+    db.ok(&delete(Kind::Trace, &key, false));
+    let e = db.refused(&delete(Kind::Trace, &key, false));
+    assert_eq!(e.uri(), "crossbar.error.no_such_object");
+    // A failed stop may be deleted too.
+    let mut failed = trace(1, "t2");
+    failed.status = "stopping_failed".into();
+    db.ok(&insert(failed.clone()));
+    db.ok(&delete(Kind::Trace, &failed.key(), false));
+    // Trace ids are unique within a realm.
+    db.ok(&insert(trace(1, "t3")));
+    assert_eq!(
+        db.refused(&insert(trace(1, "t3"))).uri(),
+        "crossbar.error.already_exists"
+    );
 }
 
 #[test]

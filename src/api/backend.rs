@@ -1,6 +1,6 @@
 //! The backend of one management realm on this replica: an internal session on the realm
-//! that registers the realm's API (controller, remote forwarding, and the object groups of
-//! `mrealm_handlers`), follows node sessions and events, and runs the periodic tick and
+//! that registers the realm's API (controller, remote forwarding, the object groups of
+//! `mrealm_handlers`, and tracing), follows node sessions and events, and runs the periodic tick and
 //! liveness probe until the realm goes away.
 
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::controller::{Controller, PROBE_PERIOD, TICK_PERIOD};
 use super::remote::Forwarder;
 use super::scope::Scope;
+use super::tracing::{REMOTE_TRACE_DATA, Tracing};
 use super::{Ctx, Publisher};
 use crate::router::internal::{CallError, Event, EventHandler, InternalSession};
 use crate::router::realm::Realm;
@@ -53,10 +54,12 @@ pub async fn start(
     let caller = session.caller();
     let controller = Controller::new(scope.clone(), caller.clone());
     let forwarder = Forwarder::new(scope.clone(), caller);
+    let tracing = Tracing::new(scope.clone(), forwarder.clone());
     for (uri, handler) in controller
         .handlers()
         .into_iter()
         .chain(super::mrealm_handlers(&scope))
+        .chain(tracing.handlers())
     {
         session.register(&uri, false, handler).await?;
     }
@@ -96,7 +99,20 @@ pub async fn start(
             )
             .await?;
     }
+    {
+        // Trace data arrives on the replica holding the node's session, republished by the
+        // forwarder under remote.tracing; each replica passes on what its nodes send.
+        let t = tracing.clone();
+        session
+            .subscribe(
+                REMOTE_TRACE_DATA,
+                false,
+                on(move |ev| t.on_remote_trace_data(&ev)),
+            )
+            .await?;
+    }
     tokio::spawn(session.serve());
+    tokio::spawn(tracing.recover());
     let (stop, stopped) = watch::channel(false);
     spawn_periodic(controller.clone(), stopped);
     Ok(Arc::new(Backend {

@@ -14,6 +14,7 @@ pub mod realms;
 mod remote;
 mod routercluster;
 pub mod scope;
+mod tracing;
 mod user;
 mod webcluster;
 
@@ -112,7 +113,7 @@ async fn forget_earlier_sessions(replica: &Arc<Replica>) {
             tokio::time::sleep(std::time::Duration::from_secs(1 << attempt.min(5))).await;
             match replica.propose(drop.clone()).await {
                 Ok(_) => return,
-                Err(e) => tracing::warn!("stale node presence not dropped yet: {e}"),
+                Err(e) => ::tracing::warn!("stale node presence not dropped yet: {e}"),
             }
         }
     });
@@ -135,6 +136,18 @@ impl Publisher {
 
     pub fn publish(&self, topic: &str, args: Vec<Value>) {
         self.realm.publish_internal(topic, args);
+    }
+
+    /// Publishes to the subscribers `options` admit (`eligible_authrole`, `exclude_authrole`).
+    pub fn publish_to(&self, topic: &str, args: Vec<Value>, options: &crate::wamp::Dict) {
+        self.realm.publish_internal_with(
+            topic,
+            Payload {
+                args: Some(Value::List(args)),
+                kwargs: None,
+            },
+            options,
+        );
     }
 
     pub fn publish_with(&self, topic: &str, args: Vec<Value>, kwargs: Option<crate::wamp::Dict>) {

@@ -35,6 +35,10 @@ pub fn mrealm_spec(name: &str) -> RealmSpec {
         policy: MatchPolicy::Exact,
         ..rule(uri, false, false, true, false)
     };
+    let exact_call = |uri: &str| Permission {
+        policy: MatchPolicy::Exact,
+        ..rule(uri, true, false, false, false)
+    };
     let role = |name: &str, permissions| Role {
         name: name.into(),
         permissions,
@@ -66,19 +70,25 @@ pub fn mrealm_spec(name: &str) -> RealmSpec {
                     rule("crossbarfabriccenter.mrealm.", true, false, false, true),
                 ],
             ),
-            // Anyone on the realm may ask whether the master is there.
+            // Anyone on the realm may ask whether the master is there, and read the traces
+            // (and their events) whose reader roles admit them. The reference granted the
+            // tracing reads under `…mrealm.tracing.get_*`, where nothing is registered; these
+            // are the URIs the procedures really have.
             role(
                 "public",
-                vec![Permission {
-                    policy: MatchPolicy::Exact,
-                    ..rule(
-                        "crossbarfabriccenter.mrealm.get_status",
+                vec![
+                    exact_call("crossbarfabriccenter.mrealm.get_status"),
+                    exact_call("crossbarfabriccenter.mrealm.get_traces"),
+                    exact_call("crossbarfabriccenter.mrealm.get_trace"),
+                    exact_call("crossbarfabriccenter.mrealm.get_trace_data"),
+                    rule(
+                        "crossbarfabriccenter.mrealm.tracing.",
+                        false,
+                        false,
+                        false,
                         true,
-                        false,
-                        false,
-                        false,
-                    )
-                }],
+                    ),
+                ],
             ),
         ],
     }
@@ -267,5 +277,57 @@ impl RealmSync {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::role::Action;
+
+    #[test]
+    fn the_public_role_reads_traces_and_their_events_only() {
+        let spec = mrealm_spec("m1");
+        let public = spec
+            .roles
+            .iter()
+            .find(|r| r.name == "public")
+            .expect("a public role");
+        let p = "crossbarfabriccenter.mrealm.";
+        for uri in ["get_status", "get_traces", "get_trace", "get_trace_data"] {
+            assert!(
+                public
+                    .authorize(&format!("{p}{uri}"), Action::Call)
+                    .is_some(),
+                "{uri}"
+            );
+        }
+        for uri in [
+            "create_trace",
+            "start_trace",
+            "stop_trace",
+            "delete_trace",
+            "get_nodes",
+        ] {
+            assert!(
+                public
+                    .authorize(&format!("{p}{uri}"), Action::Call)
+                    .is_none(),
+                "{uri}"
+            );
+        }
+        for event in ["on_trace_created", "on_trace_started", "on_trace_data"] {
+            let topic = format!("{p}tracing.{event}");
+            assert!(public.authorize(&topic, Action::Subscribe).is_some());
+            assert!(public.authorize(&topic, Action::Publish).is_none());
+        }
+        assert!(
+            public
+                .authorize(
+                    "crossbarfabriccenter.mrealm.on_node_ready",
+                    Action::Subscribe
+                )
+                .is_none()
+        );
     }
 }

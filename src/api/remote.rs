@@ -290,6 +290,54 @@ impl Forwarder {
             .ok_or_else(|| self.not_paired(id))
     }
 
+    /// The paired node `id` names, by oid or by authid (traced workers name nodes either way).
+    pub fn resolve_node(&self, id: &str) -> Result<Node, CallError> {
+        self.node(&*self.paired_nodes()?, id, true)
+    }
+
+    /// Whether the node has a management session on some replica (its presence record).
+    pub fn is_online(&self, node: &Node) -> Result<bool, CallError> {
+        let presence: Option<Presence> = self
+            .scope
+            .ctx
+            .replica
+            .reader()
+            .map_err(runtime)?
+            .get(&node.oid.to_string())
+            .map_err(runtime)?;
+        Ok(presence.is_some_and(|p| p.mrealm_oid == self.scope.mrealm_oid))
+    }
+
+    /// What `crossbarfabriccenter.remote.<api>.<remote_name>(node, worker_id, *args)` does,
+    /// for the master's own use: the same node procedure, reached the same way.
+    pub async fn call_worker(
+        &self,
+        node: &Node,
+        api: &str,
+        remote_name: &str,
+        worker_id: &str,
+        payload: Payload,
+    ) -> Result<Payload, CallError> {
+        let node_name = APIS
+            .iter()
+            .filter(|a| a.name == api && a.level == Level::Worker)
+            .flat_map(|a| a.procs.iter())
+            .find(|(r, _)| *r == remote_name)
+            .map(|(_, n)| *n)
+            .ok_or_else(|| {
+                CallError::new(
+                    NO_SUCH_PROCEDURE,
+                    format!("no worker procedure remote.{api}.{remote_name}"),
+                )
+            })?;
+        check_id(worker_id, "worker_id")?;
+        let procedure = format!(
+            "crossbarfabriccenter.node.{}.worker.{worker_id}.{node_name}",
+            node.authid.as_deref().unwrap_or_default()
+        );
+        self.call(node, procedure, payload).await
+    }
+
     fn not_paired(&self, id: &str) -> CallError {
         CallError::new(
             "crossbar.error.no_such_object",

@@ -304,8 +304,17 @@ impl State {
     }
 
     pub(crate) fn publish_meta_payload(&mut self, topic: &str, payload: Payload) {
+        self.publish_meta_with(topic, payload, &Dict::new());
+    }
+
+    /// A publication of the router itself, restricted by PUBLISH options (`eligible_authrole`,
+    /// `exclude_authrole`, …) as a client's would be.
+    pub(crate) fn publish_meta_with(&mut self, topic: &str, payload: Payload, options: &Dict) {
+        if self.broker.subs.is_empty() {
+            return;
+        }
         let publication = crate::wamp::random_id();
-        self.deliver(None, &Dict::new(), topic, publication, Dict::new(), payload);
+        self.deliver(None, options, topic, publication, Dict::new(), payload);
     }
 
     fn deliver(

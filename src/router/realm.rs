@@ -196,6 +196,11 @@ impl Realm {
         st.publish_meta_payload(topic, payload);
     }
 
+    /// As `publish_internal_payload`, delivered only to the sessions `options` admit.
+    pub fn publish_internal_with(&self, topic: &str, payload: Payload, options: &Dict) {
+        self.state.lock().publish_meta_with(topic, payload, options);
+    }
+
     /// Removes a session that left; a session already killed is not there anymore.
     pub fn detach(&self, sid: Id) {
         self.state.lock().remove_member(sid);

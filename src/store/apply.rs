@@ -672,13 +672,16 @@ impl Tx<'_> {
     ) -> Step<()> {
         plan.erase.push((kind, key.to_string()));
         let status = json.get("status").and_then(Json::as_str);
-        let must_be_stopped = matches!(
-            kind,
-            Kind::ApplicationRealm | Kind::RouterCluster | Kind::WebCluster
-        );
-        if must_be_stopped
+        // Deleting is decided against the status at apply time, so a delete racing a start
+        // on another replica cannot remove an object that is starting.
+        let deletable_from: &[&str] = match kind {
+            Kind::ApplicationRealm | Kind::RouterCluster | Kind::WebCluster => &STOPPED,
+            Kind::Trace => &Trace::DELETABLE,
+            _ => &[],
+        };
+        if !deletable_from.is_empty()
             && let Some(s) = status
-            && !STOPPED.contains(&s)
+            && !deletable_from.contains(&s)
         {
             return Err(ApplyError::NotStopped {
                 kind,

@@ -699,7 +699,7 @@ impl Record for WebService {
 pub struct Trace {
     pub mrealm_oid: Oid,
     pub trace_id: String,
-    /// `[[node_oid, worker_id], …]`.
+    /// `[[node oid or authid, worker_id], …]`.
     pub traced_workers: Vec<(String, String)>,
     #[serde(default)]
     pub trace_options: Option<Json>,
@@ -709,6 +709,18 @@ pub struct Trace {
     pub exclude_reader_roles: Option<Vec<String>>,
     /// stopped, starting, running, stopping, stopping_failed.
     pub status: String,
+    /// ns since the epoch of the last status change.
+    #[serde(default)]
+    pub changed: Option<i64>,
+    /// The replica that made the last status change. A start or stop is carried out by one
+    /// replica; if that replica restarts half-way, it finds its own unfinished transitions.
+    #[serde(default)]
+    pub changed_by: Option<u64>,
+}
+
+impl Trace {
+    /// States a trace may be deleted from (a failed stop leaves nothing known running).
+    pub const DELETABLE: [&'static str; 2] = ["stopped", "stopping_failed"];
 }
 
 impl Record for Trace {

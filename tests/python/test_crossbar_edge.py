@@ -13,10 +13,11 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import SubscribeOptions
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from conftest import KeyPair, Master, aio, free_port, join, w
 
@@ -45,6 +46,8 @@ class Env:
         self.edge: subprocess.Popen | None = None
         self.edge_log_file = None
         self.node_oid: str | None = None
+        # The TCP port of the edge router's WebSocket transport (realm "app1").
+        self.edge_port: int | None = None
         self.mrealm = "mrealm1"
 
     def env(self) -> dict:
@@ -223,7 +226,7 @@ async def test_remote_management_of_the_edge_node(cb):
                    "anonymous", {"name": "anonymous", "permissions": [
                        {"uri": "", "match": "prefix", "allow": {"call": True, "register": True,
                                                                  "publish": True, "subscribe": True}}]}), 30)
-    port = free_port()
+    port = cb.edge_port = free_port()
     await w(s.call("crossbarfabriccenter.remote.router.start_router_transport", oid, "rtr1", "tp1",
                    {"type": "websocket", "endpoint": {"type": "tcp", "port": port, "interface": "127.0.0.1"},
                     "serializers": ["json"], "auth": {"anonymous": {"type": "static", "role": "anonymous"}}}), 30)
@@ -256,6 +259,61 @@ async def test_remote_management_of_the_edge_node(cb):
 
 def test_shell_lists_workers(cb):
     assert "rtr1" in cb.shell_json(cb.alice_dir, "list", "workers", "node1", realm=cb.mrealm)
+
+
+async def edge_client(cb):
+    """An anonymous session on the edge router's own realm, through its transport tp1."""
+    edge = SimpleNamespace(url=f"ws://127.0.0.1:{cb.edge_port}", port=cb.edge_port)
+    return await join(edge, realm="app1", auth="anonymous", serializer="json", timeout=15)
+
+
+@aio(timeout=150)
+async def test_tracing_on_the_edge_router_worker(cb):
+    """A trace of the edge router worker's traffic: started on the node through the
+    master, its data read back and streamed as mrealm.tracing.on_trace_data."""
+    assert cb.edge_port, "test_remote_management_of_the_edge_node started the transport"
+    s = await alice(cb)
+    p = "crossbarfabriccenter.mrealm."
+    data_events = []
+    await w(s.subscribe(lambda *a: data_events.append(a), p + "tracing.on_trace_data"))
+    created = await w(s.call(p + "create_trace", "edge-trace", [[cb.node_oid, "rtr1"]], {"batching_period": 100}))
+    assert created == {}
+    started = await w(s.call(p + "start_trace", "edge-trace"), 30)
+    assert len(started["started"]) == 1 and started["failed"] == [], started
+    assert started["started"][0]["id"] == "edge-trace" and started["started"][0]["status"] == "running", started
+    assert (await w(s.call(p + "get_trace", "edge-trace")))["status"] == "running"
+
+    # Traffic on the traced router: a subscription and acknowledged publications. (Crossbar
+    # 26.10.1 records none of it: its Router sets `_is_traced = False` with a FIXME, so no
+    # message reaches the worker's traces and every batch is empty; the API works the same.)
+    client = await edge_client(cb)
+    await w(client.subscribe(lambda *a: None, "com.example.traced"))
+    for i in range(5):
+        await w(client.publish("com.example.traced", i, options=PublishOptions(acknowledge=True)), 10)
+    data = await w(s.call(p + "get_trace_data", "edge-trace", 50), 30)
+    answer = data[cb.node_oid]["rtr1"]
+    assert answer["success"] is True and isinstance(answer["data"], list), data
+    # The node publishes every batching period, empty or not; the master passes it on to the
+    # trace's readers.
+    deadline = time.monotonic() + 30
+    while not data_events and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert data_events, "no crossbarfabriccenter.mrealm.tracing.on_trace_data within 30 s"
+    node_id, worker_id, trace_id, period, _ = data_events[0]
+    assert (node_id, worker_id, trace_id) == (cb.node_oid, "rtr1", "edge-trace"), data_events[0]
+    assert isinstance(period, dict) and "period" in period, period
+    client.leave()
+
+    stopped = await w(s.call(p + "stop_trace", "edge-trace"), 30)
+    assert len(stopped["stopped"]) == 1 and stopped["failed"] == [], stopped
+    assert stopped["stopped"][0]["status"] == "stopped", stopped
+    # The edge forgets a stopped trace.
+    data = await w(s.call(p + "get_trace_data", "edge-trace"), 30)
+    answer = data[cb.node_oid]["rtr1"]
+    assert answer["success"] is False and "crossbar.error.no_such_object" in answer["data"], data
+    assert await w(s.call(p + "delete_trace", "edge-trace")) == {}
+    assert await w(s.call(p + "get_traces")) == []
+    s.leave()
 
 
 @aio(timeout=120)

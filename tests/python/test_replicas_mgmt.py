@@ -5,10 +5,12 @@ holding the node's session), and both replicas agree on who is online."""
 import asyncio
 
 import pytest
+from autobahn.wamp.exception import ApplicationError
 
 from conftest import Master, aio, free_port, join, w
 from test_mrealm_api import call_error, closed, join_node, node_key, unique
 from test_node_controller import eventually, serve_node_api
+from test_tracing import Events, SimRouterWorker
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +97,63 @@ async def test_remote_calls_reach_a_node_on_another_replica(replicas, keys, tmp_
     await eventually(offline_on_a, "the node offline on replica a", 10)
     e = await call_error(owner_a, "crossbarfabriccenter.remote.node.get_status", node["oid"])
     assert e.error == "wamp.error.no_such_procedure" and "node1" in e.args[0], e
+
+
+@aio(timeout=60)
+async def test_traces_are_shared_by_the_replicas(replicas, keys, tmp_path):
+    a, b = replicas
+    p = "crossbarfabriccenter.mrealm."
+    su = await join(a, keys)
+    name = unique("trc-")
+    await w(su.call("crossbarfabriccenter.mrealm.create_mrealm", {"name": name}), 10)
+    kp = node_key(tmp_path, unique("edge"))
+    node = await w(su.call("crossbarfabriccenter.mrealm.pair_node", kp.pubkey_hex, name, "node1"), 10)
+    oid = node["oid"]
+
+    async def owner_on_b():
+        try:
+            return await join(b, keys, realm=name)
+        except Exception:
+            return None
+
+    owner_b = await eventually(owner_on_b, "the management realm on replica b", 10)
+    owner_a = await join(a, keys, realm=name)
+    events_b = await Events().watch(owner_b)
+    events_a = await Events().watch(owner_a)
+    n = await join_node(a, kp)
+    rtr1 = await SimRouterWorker(n, "node1", "rtr1").serve()
+
+    async def online_on_b():
+        return await owner_b.call(p + "get_nodes", "online") == [oid]
+
+    await eventually(online_on_b, "the node online on replica b", 10)
+
+    # Created through a, seen through b at once (reads are linearizable).
+    await w(owner_a.call(p + "create_trace", "t1", [[oid, "rtr1"]], {"batching_period": 100}), 10)
+    assert await w(owner_b.call(p + "get_traces"), 10) == ["t1"]
+    # Started through both at the same time: one wins, and the node is asked once.
+    results = await w(asyncio.gather(owner_a.call(p + "start_trace", "t1"), owner_b.call(p + "start_trace", "t1"),
+                                     return_exceptions=True), 20)
+    wins = [r for r in results if isinstance(r, dict)]
+    losses = [r for r in results if isinstance(r, ApplicationError)]
+    assert len(wins) == 1 and len(losses) == 1, results
+    assert wins[0]["failed"] == [] and len(wins[0]["started"]) == 1, wins
+    assert losses[0].error == "crossbar.error.cannot_start", losses
+    assert [c[0] for c in rtr1.calls].count("start_trace") == 1, rtr1.calls
+    assert (await w(owner_b.call(p + "get_trace", "t1"), 10))["status"] == "running"
+
+    # b reaches the node on a for its data; a republishes what the node sends.
+    await rtr1.emit("t1", {"period": 0}, [{"seq": 0}])
+    data = await w(owner_b.call(p + "get_trace_data", "t1"), 10)
+    assert data == {oid: {"rtr1": {"success": True, "data": [{"seq": 0}]}}}, data
+    await events_a.wait(lambda: events_a.of("on_trace_data"), "on_trace_data on replica a")
+    assert events_a.of("on_trace_data")[0] == [oid, "rtr1", "t1", {"period": 0}, [{"seq": 0}]]
+
+    stopped = await w(owner_b.call(p + "stop_trace", "t1"), 20)
+    assert len(stopped["stopped"]) == 1 and stopped["failed"] == [], stopped
+    assert rtr1.traces == {}
+    assert await w(owner_a.call(p + "delete_trace", "t1"), 10) == {}
+    assert await w(owner_b.call(p + "get_traces"), 10) == []
+    # Lifecycle events are published by the replica that served the call.
+    await events_b.wait(lambda: events_b.of("on_trace_stopped"), "on_trace_stopped on replica b")
+    await events_a.wait(lambda: events_a.of("on_trace_deleted"), "on_trace_deleted on replica a")
