@@ -1,6 +1,11 @@
 use clap::Parser;
 use fabric_master::cli::{self, Cli, Command};
 
+// glibc malloc contends on its arena locks when the runtime's threads hand messages to
+// each other; mimalloc's per-thread heaps do not (see docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Cli::parse();
     cli::init_logging(args.log_format);
