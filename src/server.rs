@@ -227,6 +227,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for r in &realms {
         router.add_realm(r.spec());
     }
+    relay_publications(&router, &replica);
     crate::api::start(&router, replica.clone())
         .await
         .context("starting the management backends")?;
@@ -260,6 +261,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Publications go to the other replicas' subscribers, and theirs come here.
+fn relay_publications(router: &Arc<Router>, replica: &Arc<Replica>) {
+    router.set_relay(crate::peer::relay::EventRelay::start(replica.clone()));
+    let router = Arc::downgrade(router);
+    let _ = replica.relayed_events.set(Arc::new(move |events| {
+        let Some(router) = router.upgrade() else {
+            return;
+        };
+        for event in events {
+            let (realm, topic, options, details, payload) = event.into_parts();
+            // A realm not (yet) created here has no subscribers to miss the event.
+            if let Some(realm) = router.realm(&realm) {
+                realm.publish_relayed(&topic, &options, details, payload);
+            }
+        }
+    }));
 }
 
 /// Opens the replica's state, serves the peer service and enters the cluster.

@@ -302,7 +302,15 @@ impl Controller {
         };
         let unconfirmed = {
             let mut t = self.tracked.lock();
-            let Some(oid) = t.local.get(authid).map(|l| l.oid) else {
+            // Heartbeats of nodes held by other replicas arrive relayed; they feed get_node
+            // here too, keyed by the oid the presence records name.
+            let oid = t.local.get(authid).map(|l| l.oid).or_else(|| {
+                t.online
+                    .iter()
+                    .find(|(_, a)| a.as_str() == authid)
+                    .map(|(oid, _)| *oid)
+            });
+            let Some(oid) = oid else {
                 return;
             };
             let a = t.activity.entry(oid).or_default();
@@ -381,14 +389,14 @@ impl Controller {
         }
         for (oid, authid) in ready {
             let info = self.node_info(oid, &authid, true);
-            self.scope.events.publish(
+            self.scope.events.publish_local(
                 "crossbarfabriccenter.mrealm.on_node_ready",
                 vec![oid.to_string().into(), info],
             );
         }
         for (oid, authid) in shutdown {
             let info = self.node_info(oid, &authid, false);
-            self.scope.events.publish(
+            self.scope.events.publish_local(
                 "crossbarfabriccenter.mrealm.on_node_shutdown",
                 vec![oid.to_string().into(), info],
             );
@@ -486,7 +494,7 @@ impl Controller {
     /// `crossbarfabriccenter.mrealm.on_tick` every 5 s, as the reference.
     pub fn tick(&self) {
         let tick = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
-        self.scope.events.publish(
+        self.scope.events.publish_local(
             "crossbarfabriccenter.mrealm.on_tick",
             vec![Value::Dict(crate::dict! {
                 "now" => crate::router::now_iso(),

@@ -119,10 +119,20 @@ async fn forget_earlier_sessions(replica: &Arc<Replica>) {
     });
 }
 
-/// Publishes management events on the global realm.
+/// Publishes management events on a realm. Events that happen once in the cluster (an
+/// object changed by a call this replica served) reach every replica's subscribers; events
+/// every replica derives for itself (presence changes, republished node events, ticks) stay
+/// local, or subscribers would get them once per replica.
 #[derive(Clone)]
 pub struct Publisher {
     realm: Arc<crate::router::realm::Realm>,
+}
+
+fn args_payload(args: Vec<Value>, kwargs: Option<crate::wamp::Dict>) -> Payload {
+    Payload {
+        args: Some(Value::List(args)),
+        kwargs,
+    }
 }
 
 impl Publisher {
@@ -134,30 +144,37 @@ impl Publisher {
         &self.realm
     }
 
+    /// To every replica's subscribers.
     pub fn publish(&self, topic: &str, args: Vec<Value>) {
+        self.publish_to(topic, args, &crate::wamp::Dict::new());
+    }
+
+    /// To every replica's subscribers that `options` admit (`eligible_authrole`, …).
+    pub fn publish_to(&self, topic: &str, args: Vec<Value>, options: &crate::wamp::Dict) {
+        self.realm
+            .publish_cluster(topic, args_payload(args, None), options);
+    }
+
+    /// To this replica's subscribers.
+    pub fn publish_local(&self, topic: &str, args: Vec<Value>) {
         self.realm.publish_internal(topic, args);
     }
 
-    /// Publishes to the subscribers `options` admit (`eligible_authrole`, `exclude_authrole`).
-    pub fn publish_to(&self, topic: &str, args: Vec<Value>, options: &crate::wamp::Dict) {
-        self.realm.publish_internal_with(
-            topic,
-            Payload {
-                args: Some(Value::List(args)),
-                kwargs: None,
-            },
-            options,
-        );
+    /// To this replica's subscribers that `options` admit.
+    pub fn publish_local_to(&self, topic: &str, args: Vec<Value>, options: &crate::wamp::Dict) {
+        self.realm
+            .publish_internal_with(topic, args_payload(args, None), options);
     }
 
-    pub fn publish_with(&self, topic: &str, args: Vec<Value>, kwargs: Option<crate::wamp::Dict>) {
-        self.realm.publish_internal_payload(
-            topic,
-            Payload {
-                args: Some(Value::List(args)),
-                kwargs,
-            },
-        );
+    /// To this replica's subscribers, with keyword arguments.
+    pub fn publish_local_with(
+        &self,
+        topic: &str,
+        args: Vec<Value>,
+        kwargs: Option<crate::wamp::Dict>,
+    ) {
+        self.realm
+            .publish_internal_payload(topic, args_payload(args, kwargs));
     }
 }
 

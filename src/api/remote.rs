@@ -552,7 +552,7 @@ impl Forwarder {
         if let Some((topic, args)) = remote_topic(&ev.topic, ev.args()) {
             self.scope
                 .events
-                .publish_with(&topic, args, ev.payload.kwargs.clone());
+                .publish_local_with(&topic, args, ev.payload.kwargs.clone());
         }
     }
 }

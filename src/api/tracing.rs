@@ -415,18 +415,20 @@ impl Tracing {
 
     // ---- events ------------------------------------------------------------------------
 
-    /// Events about a trace go to the roles that may read it.
+    /// Events about a trace go to the roles that may read it, on every replica.
     fn publish(&self, trace: &Trace, event: &str, args: Vec<Value>) {
-        let mut options = Dict::new();
-        if let Some(roles) = &trace.eligible_reader_roles {
-            options.insert("eligible_authrole".into(), names(roles));
-        }
-        if let Some(roles) = &trace.exclude_reader_roles {
-            options.insert("exclude_authrole".into(), names(roles));
-        }
+        let options = reader_options(trace);
         self.scope
             .events
             .publish_to(&format!("{EVENTS}{event}"), args, &options);
+    }
+
+    /// Trace data is derived on every replica from the node's relayed events: local only.
+    fn publish_local(&self, trace: &Trace, event: &str, args: Vec<Value>) {
+        let options = reader_options(trace);
+        self.scope
+            .events
+            .publish_local_to(&format!("{EVENTS}{event}"), args, &options);
     }
 
     /// `remote.tracing.on_trace_data (node_authid, worker_id, trace_id, period, data)`:
@@ -476,7 +478,7 @@ impl Tracing {
             period,
             data,
         ];
-        self.publish(&trace, "on_trace_data", out);
+        self.publish_local(&trace, "on_trace_data", out);
     }
 
     /// Whether a traced node id (an oid or an authid) names the node with `authid`.
@@ -583,6 +585,18 @@ fn wire(t: &Trace) -> Value {
         "exclude_reader_roles": t.exclude_reader_roles,
         "status": t.status,
     }))
+}
+
+/// PUBLISH options limiting an event to the trace's readers.
+fn reader_options(trace: &Trace) -> Dict {
+    let mut options = Dict::new();
+    if let Some(roles) = &trace.eligible_reader_roles {
+        options.insert("eligible_authrole".into(), names(roles));
+    }
+    if let Some(roles) = &trace.exclude_reader_roles {
+        options.insert("exclude_authrole".into(), names(roles));
+    }
+    options
 }
 
 fn names(roles: &[String]) -> Value {

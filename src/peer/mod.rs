@@ -15,6 +15,8 @@ use crate::replica::{ProposeError, Replica};
 use crate::router::internal::CallError;
 use crate::wamp::{Payload, Value};
 
+pub mod relay;
+
 pub mod pb {
     tonic::include_proto!("fabric.peer.v1");
 }
@@ -95,7 +97,7 @@ pub type NodeCallFn = Arc<
 >;
 
 /// A WAMP payload as it travels between replicas.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct WirePayload {
     pub args: Option<Value>,
     /// A `Value::Dict`.
@@ -271,6 +273,20 @@ impl pb::peer_server::Peer for PeerService {
         Ok(Response::new(pb::NodeCallReply {
             result: codec::encode(&res),
         }))
+    }
+
+    async fn relay_events(
+        &self,
+        req: Request<pb::RelayedEvents>,
+    ) -> Result<Response<pb::RelayedEventsReply>, Status> {
+        let batch = req.into_inner();
+        let events: Vec<relay::WireEvent> = codec::decode(&batch.events)
+            .map_err(|e| Status::invalid_argument(format!("bad relayed events: {e}")))?;
+        // Before the router is up there is no one to deliver to.
+        if let Some(deliver) = self.replica.relayed_events.get() {
+            deliver(events);
+        }
+        Ok(Response::new(pb::RelayedEventsReply {}))
     }
 
     type BackupStream =

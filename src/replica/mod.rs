@@ -98,7 +98,7 @@ pub struct Replica {
     pub advertise: String,
     pub raft: Raft,
     pub db: Arc<Database>,
-    clients: Clients,
+    pub(crate) clients: Clients,
     write_timeout: Duration,
     started: Instant,
     membership_lock: tokio::sync::Mutex<()>,
@@ -108,6 +108,8 @@ pub struct Replica {
     leader_contact_ms: AtomicU64,
     /// Answers node calls routed here by other replicas (set once the API is up).
     pub node_calls: std::sync::OnceLock<crate::peer::NodeCallFn>,
+    /// Delivers publications relayed from other replicas to this replica's subscribers.
+    pub relayed_events: std::sync::OnceLock<crate::peer::relay::RelayedEventsFn>,
 }
 
 const NO_CONTACT: u64 = u64::MAX;
@@ -144,6 +146,7 @@ impl Replica {
             last_read_index: tokio::sync::Mutex::new(None),
             leader_contact_ms: AtomicU64::new(NO_CONTACT),
             node_calls: std::sync::OnceLock::new(),
+            relayed_events: std::sync::OnceLock::new(),
         });
         replica.clone().watch_leader_contact();
         tokio::spawn(run_batches(replica.raft.clone(), queue));

@@ -35,6 +35,16 @@ pub(crate) struct Broker {
     pub index: UriIndex,
 }
 
+/// The PUBLISH options that choose who receives an event; they travel with relayed events.
+const AUDIENCE_OPTIONS: [&str; 6] = [
+    "exclude",
+    "exclude_authid",
+    "exclude_authrole",
+    "eligible",
+    "eligible_authid",
+    "eligible_authrole",
+];
+
 /// Who may receive a publication, from its options.
 struct Audience<'a> {
     publisher: Option<Id>,
@@ -283,6 +293,7 @@ impl State {
             base.insert("publisher_authid".into(), p.authid.as_str().into());
             base.insert("publisher_authrole".into(), p.authrole.as_str().into());
         }
+        self.relay_out(&topic, &options, &base, &payload);
         self.deliver(Some(sid), &options, &topic, publication, base, payload);
         if acknowledge {
             self.reply(
@@ -315,6 +326,33 @@ impl State {
         }
         let publication = crate::wamp::random_id();
         self.deliver(None, options, topic, publication, Dict::new(), payload);
+    }
+
+    /// Hands a publication to the relay, with the options that pick its audience.
+    pub(crate) fn relay_out(&self, topic: &str, options: &Dict, details: &Dict, payload: &Payload) {
+        let Some(relay) = self.relay.relay.get() else {
+            return;
+        };
+        let audience: Dict = options
+            .iter()
+            .filter(|(k, _)| AUDIENCE_OPTIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        relay.relay(&self.relay.realm, topic, &audience, details, payload);
+    }
+
+    pub(crate) fn deliver_relayed(
+        &mut self,
+        topic: &str,
+        options: &Dict,
+        details: Dict,
+        payload: Payload,
+    ) {
+        if self.broker.subs.is_empty() {
+            return;
+        }
+        let publication = crate::wamp::random_id();
+        self.deliver(None, options, topic, publication, details, payload);
     }
 
     fn deliver(

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::auth::Authenticator;
+use crate::wamp::{Dict, Payload};
 pub use realm::Realm;
 pub use role::{Permission, Role};
 pub use session::Session;
@@ -40,7 +41,18 @@ pub struct Router {
     realms: RwLock<HashMap<String, Arc<Realm>>>,
     authenticator: Arc<dyn Authenticator>,
     options: RouterOptions,
+    relay: SharedRelay,
 }
+
+/// Carries publications to the router's peers (the other replicas), so their subscribers get
+/// them too. Gets what a local delivery used: the PUBLISH options that pick the audience and
+/// the details every event carries (publisher disclosure).
+pub trait PublicationRelay: Send + Sync {
+    fn relay(&self, realm: &str, topic: &str, options: &Dict, details: &Dict, payload: &Payload);
+}
+
+/// Set once the cluster side is up; realms created before see it too.
+pub type SharedRelay = Arc<std::sync::OnceLock<Arc<dyn PublicationRelay>>>;
 
 impl Router {
     pub fn new(authenticator: Arc<dyn Authenticator>, options: RouterOptions) -> Arc<Router> {
@@ -48,7 +60,13 @@ impl Router {
             realms: RwLock::new(HashMap::new()),
             authenticator,
             options,
+            relay: SharedRelay::default(),
         })
+    }
+
+    /// Installs the relay to the other replicas (once).
+    pub fn set_relay(&self, relay: Arc<dyn PublicationRelay>) {
+        let _ = self.relay.set(relay);
     }
 
     pub fn add_realm(&self, spec: RealmSpec) -> Arc<Realm> {
@@ -56,6 +74,7 @@ impl Router {
             spec.name.clone(),
             spec.roles,
             self.options.default_call_timeout_ms,
+            self.relay.clone(),
         );
         self.realms.write().insert(spec.name, realm.clone());
         realm

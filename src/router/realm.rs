@@ -24,12 +24,19 @@ pub struct Realm {
     me: Weak<Realm>,
 }
 
+/// Where publications of a realm also go: the realm's name and the router's relay.
+pub(crate) struct RelayTo {
+    pub realm: String,
+    pub relay: super::SharedRelay,
+}
+
 pub(crate) struct State {
     pub members: HashMap<Id, Member>,
     pub dealer: Dealer,
     pub broker: Broker,
     pub default_call_timeout_ms: Option<u64>,
     pub retarget: Option<Arc<dyn CallRetarget>>,
+    pub relay: RelayTo,
 }
 
 /// Serves some CALLs by another procedure directly: the dealer invokes the target's callee
@@ -131,7 +138,16 @@ impl State {
 }
 
 impl Realm {
-    pub fn new(name: String, roles: Vec<Role>, default_call_timeout_ms: Option<u64>) -> Arc<Realm> {
+    pub fn new(
+        name: String,
+        roles: Vec<Role>,
+        default_call_timeout_ms: Option<u64>,
+        relay: super::SharedRelay,
+    ) -> Arc<Realm> {
+        let relay = RelayTo {
+            realm: name.clone(),
+            relay,
+        };
         Arc::new_cyclic(|me| Realm {
             name,
             roles: roles
@@ -144,6 +160,7 @@ impl Realm {
                 broker: Broker::default(),
                 default_call_timeout_ms,
                 retarget: None,
+                relay,
             }),
             me: me.clone(),
         })
@@ -199,6 +216,21 @@ impl Realm {
     /// As `publish_internal_payload`, delivered only to the sessions `options` admit.
     pub fn publish_internal_with(&self, topic: &str, payload: Payload, options: &Dict) {
         self.state.lock().publish_meta_with(topic, payload, options);
+    }
+
+    /// A management event that happens once in the cluster (an object created, a trace
+    /// started): delivered here and relayed to the other replicas' subscribers.
+    pub fn publish_cluster(&self, topic: &str, payload: Payload, options: &Dict) {
+        let mut st = self.state.lock();
+        st.relay_out(topic, options, &Dict::new(), &payload);
+        st.publish_meta_with(topic, payload, options);
+    }
+
+    /// A publication relayed from another replica: delivered here only.
+    pub fn publish_relayed(&self, topic: &str, options: &Dict, details: Dict, payload: Payload) {
+        self.state
+            .lock()
+            .deliver_relayed(topic, options, details, payload);
     }
 
     /// Removes a session that left; a session already killed is not there anymore.

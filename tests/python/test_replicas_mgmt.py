@@ -157,3 +157,79 @@ async def test_traces_are_shared_by_the_replicas(replicas, keys, tmp_path):
     # Lifecycle events are published by the replica that served the call.
     await events_b.wait(lambda: events_b.of("on_trace_stopped"), "on_trace_stopped on replica b")
     await events_a.wait(lambda: events_a.of("on_trace_deleted"), "on_trace_deleted on replica a")
+
+
+async def _owner_on(m, keys, name):
+    async def attempt():
+        try:
+            return await join(m, keys, realm=name)
+        except Exception:
+            return None
+
+    return await eventually(attempt, f"management realm {name} on {m.url}", 10)
+
+
+def _collect(session, topic):
+    got = []
+    return got, session.subscribe(lambda *args, **kw: got.append(args), topic)
+
+
+@aio(timeout=60)
+async def test_publications_reach_subscribers_on_every_replica(replicas, keys, tmp_path):
+    from autobahn.wamp.types import PublishOptions
+
+    a, b = replicas
+    # An ordinary publication on the global realm: once on each replica, never echoed back.
+    pub_a, sub_a, sub_b = await join(a, keys), await join(a, keys), await join(b, keys)
+    topic = f"com.example.{unique('relay')}"
+    got_a, f = _collect(sub_a, topic)
+    await w(f)
+    got_b, f = _collect(sub_b, topic)
+    await w(f)
+    for i in range(20):
+        await w(pub_a.publish(topic, i, options=PublishOptions(acknowledge=True)))
+    await eventually(lambda: asyncio.sleep(0, len(got_b) >= 20), "20 events on replica b", 10)
+    await asyncio.sleep(0.3)
+    # In order, once each, on both replicas.
+    assert [g[0] for g in got_a] == list(range(20)), got_a
+    assert [g[0] for g in got_b] == list(range(20)), got_b
+
+    # A node on a: its events, republished under remote.*, and its heartbeats reach b.
+    name = unique("rel-")
+    await w(pub_a.call("crossbarfabriccenter.mrealm.create_mrealm", {"name": name}), 10)
+    kp = node_key(tmp_path, unique("edge"))
+    node = await w(pub_a.call("crossbarfabriccenter.mrealm.pair_node", kp.pubkey_hex, name, "node1"), 10)
+    owner_b = await _owner_on(b, keys, name)
+    owner_a = await _owner_on(a, keys, name)
+    started_b, f = _collect(owner_b, "crossbarfabriccenter.remote.router.on_router_transport_started")
+    await w(f)
+    created_b, f = _collect(owner_b, "crossbarfabriccenter.mrealm.arealm.on_arealm_created")
+    await w(f)
+    n = await join_node(a, kp)
+    await serve_node_api(n, "node1")
+    await eventually(
+        lambda: owner_b.call("crossbarfabriccenter.mrealm.get_nodes", "online"), "node1 online on b", 10
+    )
+    await w(n.publish("crossbarfabriccenter.node.node1.worker.rtr1.on_router_transport_started",
+                      {"id": "tp1"}, options=PublishOptions(acknowledge=True)))
+    await eventually(lambda: asyncio.sleep(0, started_b), "the republished node event on b", 10)
+    assert started_b == [("node1", "rtr1", {"id": "tp1"})], started_b
+
+    await w(n.publish("crossbarfabriccenter.node.on_heartbeat", "node1",
+                      {"seq": 41, "timestamp": 1_700_000_000_000_000_000, "workers": {"router": 1}},
+                      options=PublishOptions(acknowledge=True)))
+
+    async def beat_on_b():
+        got = await owner_b.call("crossbarfabriccenter.mrealm.get_node", node["oid"])
+        return got if got.get("heartbeat") == 41 else None
+
+    info = await eventually(beat_on_b, "the heartbeat in get_node on replica b", 10)
+    assert info["status"] == "online", info
+
+    # A management event of a call served by a reaches b's subscribers once.
+    arealm = await w(owner_a.call("crossbarfabriccenter.mrealm.arealm.create_arealm", {"name": unique("ar")}), 10)
+    await eventually(lambda: asyncio.sleep(0, created_b), "on_arealm_created on replica b", 10)
+    await asyncio.sleep(0.3)
+    assert len(created_b) == 1 and created_b[0][0]["oid"] == arealm["oid"], created_b
+    for s in (pub_a, sub_a, sub_b, owner_a, owner_b, n):
+        s.leave()
