@@ -39,6 +39,9 @@ pub struct ClusterSettings {
     pub advertise: Option<String>,
     pub formation: Formation,
     pub write_timeout: Duration,
+    /// How long a replica holding node sessions may go unheard before the leader drops
+    /// their presence.
+    pub presence_lease: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -49,6 +52,7 @@ impl Default for ClusterSettings {
             advertise: None,
             formation: Formation::Single,
             write_timeout: Duration::from_secs(5),
+            presence_lease: Duration::from_secs(30),
         }
     }
 }
@@ -228,6 +232,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         router.add_realm(r.spec());
     }
     relay_publications(&router, &replica);
+    crate::replica::presence_lease::spawn(replica.clone(), settings.cluster.presence_lease);
     crate::api::start(&router, replica.clone())
         .await
         .context("starting the management backends")?;

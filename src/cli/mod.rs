@@ -124,6 +124,10 @@ pub struct ClusterFlags {
     /// How long a write may wait for a leader and a quorum before it fails.
     #[arg(long, env = "FABRIC_WRITE_TIMEOUT_MS", default_value_t = 5000)]
     pub write_timeout_ms: u64,
+    /// The leader drops the node presence of a replica that has not answered for this long
+    /// (its nodes count as offline until they reconnect somewhere).
+    #[arg(long, env = "FABRIC_PRESENCE_LEASE_MS", default_value_t = 30_000)]
+    pub presence_lease_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -179,6 +183,7 @@ impl ClusterFlags {
                 Formation::Single
             },
             write_timeout: std::time::Duration::from_millis(self.write_timeout_ms),
+            presence_lease: std::time::Duration::from_millis(self.presence_lease_ms.max(1)),
         };
         if let Some(template) = self.peers_template {
             let ordinal = host_ordinal()?;

@@ -1,6 +1,8 @@
 //! The replicated state as the rest of the master sees it: propose a command from any
 //! replica (followers forward to the leader), read linearizably, change the membership.
 
+pub mod presence_lease;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -379,6 +381,13 @@ impl Replica {
     /// the minimum election timeout, which the lease stays well below), and every write it
     /// acknowledged was applied before the acknowledgement. Entries it holds but has not
     /// applied yet (a leader restored after a restart) send the read the slow way.
+    /// Whether this replica leads the cluster right now.
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
     fn holds_read_lease(&self) -> bool {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
