@@ -300,19 +300,27 @@ impl Controller {
                 return;
             }
         };
-        let unconfirmed = {
-            let mut t = self.tracked.lock();
-            // Heartbeats of nodes held by other replicas arrive relayed; they feed get_node
-            // here too, keyed by the oid the presence records name.
-            let oid = t.local.get(authid).map(|l| l.oid).or_else(|| {
+        // Heartbeats of nodes held by other replicas arrive relayed; they feed get_node here
+        // too. Such a node may not be in the online set yet (its presence write is applied
+        // here a moment later), so the pairing is the fallback.
+        let known = {
+            let t = self.tracked.lock();
+            t.local.get(authid).map(|l| l.oid).or_else(|| {
                 t.online
                     .iter()
                     .find(|(_, a)| a.as_str() == authid)
                     .map(|(oid, _)| *oid)
-            });
-            let Some(oid) = oid else {
-                return;
-            };
+            })
+        };
+        let oid = match known {
+            Some(oid) => oid,
+            None => match self.node_by_authid(authid) {
+                Ok(Some(node)) => node.oid,
+                _ => return,
+            },
+        };
+        let unconfirmed = {
+            let mut t = self.tracked.lock();
             let a = t.activity.entry(oid).or_default();
             a.last_active = now_ns();
             a.last_activity = ACTIVITY_HEARTBEAT;

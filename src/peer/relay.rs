@@ -17,7 +17,7 @@ use super::WirePayload;
 use super::pb;
 use crate::raft::{NodeId, codec};
 use crate::replica::Replica;
-use crate::router::PublicationRelay;
+use crate::router::{AUDIENCE_OPTIONS, PublicationRelay};
 use crate::wamp::{Dict, Payload, Value};
 
 /// Events waiting for one peer before new ones are dropped.
@@ -148,10 +148,15 @@ impl PublicationRelay for EventRelay {
         if peers.is_empty() {
             return;
         }
+        let audience: Dict = options
+            .iter()
+            .filter(|(k, _)| AUDIENCE_OPTIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let event = WireEvent {
             realm: realm.to_owned(),
             topic: topic.to_owned(),
-            options: Value::Dict(options.clone()),
+            options: Value::Dict(audience),
             details: Value::Dict(details.clone()),
             payload: WirePayload::from(payload.clone()),
         };

@@ -36,7 +36,7 @@ pub(crate) struct Broker {
 }
 
 /// The PUBLISH options that choose who receives an event; they travel with relayed events.
-const AUDIENCE_OPTIONS: [&str; 6] = [
+pub const AUDIENCE_OPTIONS: [&str; 6] = [
     "exclude",
     "exclude_authid",
     "exclude_authrole",
@@ -328,17 +328,11 @@ impl State {
         self.deliver(None, options, topic, publication, Dict::new(), payload);
     }
 
-    /// Hands a publication to the relay, with the options that pick its audience.
+    /// Hands a publication to the relay.
     pub(crate) fn relay_out(&self, topic: &str, options: &Dict, details: &Dict, payload: &Payload) {
-        let Some(relay) = self.relay.relay.get() else {
-            return;
-        };
-        let audience: Dict = options
-            .iter()
-            .filter(|(k, _)| AUDIENCE_OPTIONS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        relay.relay(&self.relay.realm, topic, &audience, details, payload);
+        if let Some(relay) = self.relay.relay.get() {
+            relay.relay(&self.relay.realm, topic, options, details, payload);
+        }
     }
 
     pub(crate) fn deliver_relayed(

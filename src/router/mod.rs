@@ -1,6 +1,7 @@
 //! Realms, sessions, the dealer and the broker, role permissions and the meta API.
 
 mod broker;
+pub use broker::AUDIENCE_OPTIONS;
 mod dealer;
 pub mod internal;
 mod meta;
@@ -45,8 +46,9 @@ pub struct Router {
 }
 
 /// Carries publications to the router's peers (the other replicas), so their subscribers get
-/// them too. Gets what a local delivery used: the PUBLISH options that pick the audience and
-/// the details every event carries (publisher disclosure).
+/// them too. Gets what a local delivery used: the PUBLISH options (of which only
+/// `AUDIENCE_OPTIONS` matter elsewhere) and the details every event carries (publisher
+/// disclosure). Called on every publication, under the realm's lock: must not block.
 pub trait PublicationRelay: Send + Sync {
     fn relay(&self, realm: &str, topic: &str, options: &Dict, details: &Dict, payload: &Payload);
 }
