@@ -91,6 +91,13 @@ impl StateAuthenticator {
 
     async fn decide(&self, hello: &HelloRequest) -> Result<Decision, Denied> {
         if !hello.authmethods.iter().any(|m| m == "cryptosign") {
+            if let Some(realm) = hello.realm.as_deref()
+                && !self.fixed.knows_realm(realm)
+                && (hello.authmethods.is_empty()
+                    || hello.authmethods.iter().any(|m| m == "anonymous"))
+            {
+                return self.public(realm, hello.authrole.as_deref()).await;
+            }
             return self.fixed.authenticate(hello).await;
         }
         let pubkey = hello
@@ -128,6 +135,37 @@ impl StateAuthenticator {
             return self.node(hello, &pubkey, key).await;
         }
         self.user(hello, &pubkey, key).await
+    }
+
+    /// §1: anyone may join a management realm anonymously as `public` (read-only status and
+    /// trace data). The authid is the master's choice, so it cannot pose as a node or user.
+    async fn public(&self, realm: &str, role: Option<&str>) -> Result<Decision, Denied> {
+        if !matches!(role, None | Some("public")) {
+            return Err(Denied::new(
+                errors::NOT_AUTHORIZED,
+                format!("anonymous sessions on {realm:?} get role \"public\", not {role:?}"),
+            ));
+        }
+        let r = self.replica.read().await.map_err(unavailable)?;
+        let known: Option<ManagementRealm> =
+            r.lookup(Index::MrealmByName, realm).map_err(unavailable)?;
+        if known.is_none() {
+            return Err(Denied::new(
+                errors::NO_SUCH_REALM,
+                format!("no realm \"{realm}\" exists on this router"),
+            ));
+        }
+        Ok(Decision {
+            principal: Principal {
+                realm: realm.to_owned(),
+                authid: format!("anonymous-{:08x}", rand::random::<u32>()),
+                authrole: "public".into(),
+                authmethod: "anonymous",
+                authprovider: "dynamic",
+                authextra: Dict::new(),
+            },
+            cryptosign_key: None,
+        })
     }
 
     /// §4.3: a paired node joins its management realm under its authid, as role `node`.

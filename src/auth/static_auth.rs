@@ -28,6 +28,11 @@ impl StaticAuthenticator {
         }
     }
 
+    /// Whether the realm is one of the configured (or built-in) realms.
+    pub fn knows_realm(&self, realm: &str) -> bool {
+        self.anonymous.contains_key(realm)
+    }
+
     fn cryptosign(&self, hello: &HelloRequest) -> Result<Decision, Denied> {
         let pubkey = hello
             .authextra

@@ -457,3 +457,34 @@ async def test_a_start_cut_short_by_a_restart_ends_as_stopping_failed(keys, tmp_
         assert await w(s.call(P + "delete_trace", "t1")) == {}
     finally:
         m.stop()
+
+
+@aio
+async def test_anonymous_sessions_join_as_public_and_only_read(master, keys, tmp_path):
+    from conftest import join_expect_abort
+
+    m, node, _ = await realm_with_node(master, keys, tmp_path)
+    oid = node["oid"]
+    public = await join(master, realm=m.name, auth="anonymous")
+    assert public.details.authrole == "public" and public.details.authid.startswith("anonymous-")
+    ev = await Events().watch(public)
+    await w(m.s.call(P + "create_trace", "seen", [[oid, "rtr1"]]))
+    await w(m.s.call(P + "create_trace", "hidden", [[oid, "rtr1"]], exclude_reader_roles=["public"]))
+
+    assert (await w(public.call(P + "get_status")))["type"] == "management"
+    assert await w(public.call(P + "get_traces")) == ["seen"]
+    assert (await w(public.call(P + "get_trace", "seen")))["status"] == "stopped"
+    await expect_error(public, NO_SUCH_OBJECT, P + "get_trace_data", "hidden")
+    await ev.wait(lambda: ev.of("on_trace_created"), "on_trace_created at the public session")
+    assert [a[0] for a in ev.of("on_trace_created")] == ["seen"], ev.got
+    # Nothing else: no writes, no nodes, no remote calls.
+    await expect_error(public, NOT_AUTHORIZED, P + "create_trace", "t9", [[oid, "rtr1"]])
+    await expect_error(public, NOT_AUTHORIZED, P + "get_nodes")
+    await expect_error(public, NOT_AUTHORIZED, "crossbarfabriccenter.remote.node.get_status", oid)
+
+    # Only "public" is given away, and only on management realms that exist.
+    d = await join_expect_abort(master, realm=m.name, auth="anonymous", authrole="owner")
+    assert d.reason == "wamp.error.not_authorized", d
+    d = await join_expect_abort(master, realm="no-such-mrealm", auth="anonymous")
+    assert d.reason == "wamp.error.no_such_realm", d
+    public.leave()
