@@ -297,15 +297,20 @@ impl Forwarder {
 
     /// Whether the node has a management session on some replica (its presence record).
     pub fn is_online(&self, node: &Node) -> Result<bool, CallError> {
-        let presence: Option<Presence> = self
-            .scope
+        Ok(self
+            .presence(node)?
+            .is_some_and(|p| p.mrealm_oid == self.scope.mrealm_oid))
+    }
+
+    /// The node's presence record: which replica holds its session, if any.
+    fn presence(&self, node: &Node) -> Result<Option<Presence>, CallError> {
+        self.scope
             .ctx
             .replica
             .reader()
             .map_err(runtime)?
             .get(&node.oid.to_string())
-            .map_err(runtime)?;
-        Ok(presence.is_some_and(|p| p.mrealm_oid == self.scope.mrealm_oid))
+            .map_err(runtime)
     }
 
     /// What `crossbarfabriccenter.remote.<api>.<remote_name>(node, worker_id, *args)` does,
@@ -331,10 +336,8 @@ impl Forwarder {
                 )
             })?;
         check_id(worker_id, "worker_id")?;
-        let procedure = format!(
-            "crossbarfabriccenter.node.{}.worker.{worker_id}.{node_name}",
-            node.authid.as_deref().unwrap_or_default()
-        );
+        let authid = node.authid.as_deref().unwrap_or_default();
+        let procedure = worker_procedure(authid, worker_id, node_name);
         self.call(node, procedure, payload).await
     }
 
@@ -364,15 +367,7 @@ impl Forwarder {
             Err(e) if e.uri == NO_SUCH_PROCEDURE => {}
             other => return other,
         }
-        let presence: Option<Presence> = self
-            .scope
-            .ctx
-            .replica
-            .reader()
-            .map_err(runtime)?
-            .get(&node.oid.to_string())
-            .map_err(runtime)?;
-        match presence {
+        match self.presence(node)? {
             Some(p) if p.replica_id != self.scope.ctx.replica.id => {
                 self.scope
                     .ctx
@@ -468,10 +463,7 @@ impl Forwarder {
             Level::Worker => {
                 let (worker, _) = split_args(payload, 2, &["node_oid", "worker_id"])?;
                 check_id(&worker[1], "worker_id")?;
-                format!(
-                    "crossbarfabriccenter.node.{authid}.worker.{}.{node_name}",
-                    worker[1]
-                )
+                worker_procedure(authid, &worker[1], node_name)
             }
         };
         let skip = if level == Level::Node { 1 } else { 2 };
@@ -613,6 +605,11 @@ fn forwarded_payload(payload: &Payload, skip: usize, positional: bool) -> Payloa
         args: Some(Value::List(args)),
         kwargs: kwargs.filter(|k| !k.is_empty()),
     }
+}
+
+/// The procedure a node registers for one of its workers.
+fn worker_procedure(authid: &str, worker_id: &str, node_name: &str) -> String {
+    format!("crossbarfabriccenter.node.{authid}.worker.{worker_id}.{node_name}")
 }
 
 fn positional_args(payload: &Payload) -> &[Value] {
