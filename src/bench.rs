@@ -230,7 +230,7 @@ async fn raft_writes(args: &BenchArgs) -> anyhow::Result<Report> {
             }),
         };
         let reply = client
-            .propose(crate::peer::pb::Proposal {
+            .propose(crate::rpc::pb::Proposal {
                 command: serde_json::to_vec(&cmd).expect("commands serialize"),
                 forwarded: false,
             })
@@ -252,7 +252,7 @@ async fn raft_reads(args: &BenchArgs) -> anyhow::Result<Report> {
     peer_workers(args, move |mut client| {
         let query = query.clone();
         async move {
-            let reply = client.query(crate::peer::pb::QueryRequest { query }).await;
+            let reply = client.query(crate::rpc::pb::QueryRequest { query }).await;
             reply.ok().is_some_and(|r| {
                 serde_json::from_slice::<Result<serde_json::Value, String>>(&r.into_inner().result)
                     .is_ok_and(|r| r.is_ok())
@@ -266,13 +266,13 @@ async fn raft_reads(args: &BenchArgs) -> anyhow::Result<Report> {
 /// operations are done; `op` says whether its operation succeeded.
 async fn peer_workers<F, Fut>(args: &BenchArgs, op: F) -> anyhow::Result<Report>
 where
-    F: Fn(crate::peer::pb::peer_client::PeerClient<tonic::transport::Channel>) -> Fut
+    F: Fn(crate::rpc::pb::peer_client::PeerClient<tonic::transport::Channel>) -> Fut
         + Clone
         + Send
         + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let client = crate::peer::client(&args.peer)?;
+    let client = crate::rpc::client(&args.peer)?;
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let start = Instant::now();
@@ -378,7 +378,7 @@ async fn node(args: &BenchArgs) -> anyhow::Result<Report> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let started = crate::router::now_iso();
+    let started = crate::clock::now_iso();
     let sid = session.session_id;
     let served = Arc::new(AtomicU64::new(0));
     let status = {

@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(fabric_master::server::run(settings))
+                .block_on(fabric_master::server::start(settings))
         }
         Command::Bench(b) => runtime()?.block_on(fabric_master::bench::run(b)),
         Command::Cluster(c) => runtime()?.block_on(cli::cluster::cluster(c)),

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use fabric_master::peer::{client, pb};
+use fabric_master::api::errors::refusal_uri;
 use fabric_master::replica::{ProposeError, Query, Status};
+use fabric_master::rpc::{client, pb};
 use fabric_master::store::model::{Oid, Organization};
 use fabric_master::store::{AnyRecord, Command, Kind};
 
@@ -252,7 +253,9 @@ async fn writes_survive_leader_loss_and_full_restart() {
     assert!(first.is_ok());
     let again = propose(&replicas[2].peer(), &dup).await;
     match again {
-        Err(ProposeError::Refused(e)) => assert_eq!(e.uri(), "crossbar.error.already_exists"),
+        Err(ProposeError::Refused(e)) => {
+            assert_eq!(refusal_uri(&e), "crossbar.error.already_exists")
+        }
         other => panic!("duplicate accepted: {other:?}"),
     }
     acked.push(match &dup {

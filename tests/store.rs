@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use fabric_master::api::errors::refusal_uri;
 use fabric_master::raft::open_database;
 use fabric_master::store::model::*;
 use fabric_master::store::{
@@ -550,7 +551,7 @@ fn assert_taken(e: &ApplyError, kind: Kind, index: Index, value: &str) {
             value: value.to_string(),
         }
     );
-    assert_eq!(e.uri(), "crossbar.error.already_exists");
+    assert_eq!(refusal_uri(e), "crossbar.error.already_exists");
 }
 
 // ---- determinism (property) -----------------------------------------------------------------
@@ -837,7 +838,7 @@ fn inserting_an_existing_key_is_a_duplicate() {
             key: oid(USER, 1).to_string(),
         }
     );
-    assert_eq!(e.uri(), "crossbar.error.already_exists");
+    assert_eq!(refusal_uri(&e), "crossbar.error.already_exists");
 
     // Records without unique lookups are refused by key alone.
     db.ok(&insert(arealm(1, 1, "app", "STOPPED")));
@@ -1024,7 +1025,7 @@ fn missing_parents_are_refused() {
             key: role(1, 1, "").key(),
         }
     );
-    assert_eq!(e.uri(), "crossbar.error.no_such_object");
+    assert_eq!(refusal_uri(&e), "crossbar.error.no_such_object");
 
     db.ok(&insert(role(1, 1, "role")));
     // A role of another realm is no parent.
@@ -1057,14 +1058,14 @@ fn missing_parents_are_refused() {
 
     // Deleting or modifying what is not there.
     let e = db.refused(&delete(Kind::Role, &role(1, 2, "").key(), true));
-    assert_eq!(e.uri(), "crossbar.error.no_such_object");
+    assert_eq!(refusal_uri(&e), "crossbar.error.no_such_object");
     let e = db.refused(&modify(
         Kind::Role,
         &role(1, 2, "").key(),
         json!({"name": "x"}),
         None,
     ));
-    assert_eq!(e.uri(), "crossbar.error.no_such_object");
+    assert_eq!(refusal_uri(&e), "crossbar.error.no_such_object");
 }
 
 #[test]
@@ -1081,7 +1082,7 @@ fn deleting_a_realm_with_paired_nodes_needs_cascade() {
             count: 1,
         }
     );
-    assert_eq!(e.uri(), "crossbar.error.dependent_objects");
+    assert_eq!(refusal_uri(&e), "crossbar.error.dependent_objects");
 
     // A realm without nodes goes without cascade.
     let out = db.ok(&delete(Kind::ManagementRealm, &mkey(2), false));
@@ -1110,7 +1111,7 @@ fn deleting_a_role_in_use_needs_cascade() {
             count: 2,
         }
     );
-    assert_eq!(e.uri(), "crossbar.error.dependent_objects");
+    assert_eq!(refusal_uri(&e), "crossbar.error.dependent_objects");
 
     db.ok(&delete(Kind::Role, &key, true));
     let r = db.read();
@@ -1349,7 +1350,7 @@ fn running_objects_cannot_be_deleted() {
                 status: "RUNNING".into(),
             }
         );
-        assert_eq!(e.uri(), "crossbar.error.not_stopped");
+        assert_eq!(refusal_uri(&e), "crossbar.error.not_stopped");
     }
     db.ok(&modify(
         Kind::ApplicationRealm,
@@ -1377,7 +1378,7 @@ fn running_objects_cannot_be_deleted() {
         &wcluster(1, 1, "", "").key(),
         false,
     ));
-    assert_eq!(e.uri(), "crossbar.error.not_stopped");
+    assert_eq!(refusal_uri(&e), "crossbar.error.not_stopped");
 }
 
 #[test]
@@ -1392,7 +1393,7 @@ fn trace_status_changes_are_compare_and_set() {
     db.ok(&start());
     // A second start (from another replica) loses: the first one won at apply time.
     let e = db.refused(&start());
-    assert_eq!(e.uri(), "crossbar.error.cannot_start");
+    assert_eq!(refusal_uri(&e), "crossbar.error.cannot_start");
     // Neither a starting nor a running trace can be deleted.
     for status in ["starting", "running", "stopping"] {
         db.ok(&modify(Kind::Trace, &key, json!({"status": status}), None));
@@ -1413,7 +1414,7 @@ fn trace_status_changes_are_compare_and_set() {
         )
     };
     let e = db.refused(&stop());
-    assert_eq!(e.uri(), "crossbar.error.cannot_stop");
+    assert_eq!(refusal_uri(&e), "crossbar.error.cannot_stop");
     db.ok(&modify(
         Kind::Trace,
         &key,
@@ -1429,7 +1430,7 @@ fn trace_status_changes_are_compare_and_set() {
     ));
     db.ok(&delete(Kind::Trace, &key, false));
     let e = db.refused(&delete(Kind::Trace, &key, false));
-    assert_eq!(e.uri(), "crossbar.error.no_such_object");
+    assert_eq!(refusal_uri(&e), "crossbar.error.no_such_object");
     // A failed stop may be deleted too.
     let mut failed = trace(1, "t2");
     failed.status = "stopping_failed".into();
@@ -1438,7 +1439,7 @@ fn trace_status_changes_are_compare_and_set() {
     // Trace ids are unique within a realm.
     db.ok(&insert(trace(1, "t3")));
     assert_eq!(
-        db.refused(&insert(trace(1, "t3"))).uri(),
+        refusal_uri(&db.refused(&insert(trace(1, "t3")))),
         "crossbar.error.already_exists"
     );
 }
@@ -1474,7 +1475,7 @@ fn status_rules_decide_start_and_stop() {
             status: "STOPPED".into(),
         }
     );
-    assert_eq!(e.uri(), "crossbar.error.cannot_stop");
+    assert_eq!(refusal_uri(&e), "crossbar.error.cannot_stop");
 
     let out = db.ok(&start("RUNNING"));
     assert_eq!(out["status"], "RUNNING");
@@ -1487,7 +1488,7 @@ fn status_rules_decide_start_and_stop() {
             status: "RUNNING".into(),
         }
     );
-    assert_eq!(e.uri(), "crossbar.error.cannot_start");
+    assert_eq!(refusal_uri(&e), "crossbar.error.cannot_start");
 
     db.ok(&stop("STOPPED"));
     let now = db.read().get::<ApplicationRealm>(&key).unwrap().unwrap();
@@ -1524,7 +1525,7 @@ fn pairing_twice_and_unpairing_an_unpaired_node_are_refused() {
                 pubkey: "pk1".into(),
             }
         );
-        assert_eq!(e.uri(), "fabric.node-already-paired");
+        assert_eq!(refusal_uri(&e), "fabric.node-already-paired");
     }
 
     db.ok(&insert(node(3, "pk3")));
@@ -1535,7 +1536,7 @@ fn pairing_twice_and_unpairing_an_unpaired_node_are_refused() {
             key: oid(NODE, 3).to_string(),
         }
     );
-    assert_eq!(e.uri(), "fabric.node-not-paired");
+    assert_eq!(refusal_uri(&e), "fabric.node-not-paired");
 
     let e = db.refused(&Command::UnpairNode { oid: oid(NODE, 9) });
     assert_eq!(
@@ -1547,7 +1548,7 @@ fn pairing_twice_and_unpairing_an_unpaired_node_are_refused() {
     );
     // Pairing to a realm that does not exist.
     let e = db.refused(&pair(4, "pk4", 7, "edge"));
-    assert_eq!(e.uri(), "crossbar.error.no_such_object");
+    assert_eq!(refusal_uri(&e), "crossbar.error.no_such_object");
 }
 
 #[test]
@@ -1579,7 +1580,7 @@ fn invalid_arguments_are_refused() {
             matches!(e, ApplyError::InvalidArgument(_)),
             "{cmd:?}: {e:?}"
         );
-        assert_eq!(e.uri(), "wamp.error.invalid_argument");
+        assert_eq!(refusal_uri(&e), "wamp.error.invalid_argument");
     }
 
     // Placements of another worker group.
@@ -2145,10 +2146,10 @@ fn docs_are_kept_per_object_and_replaced() {
     assert_eq!(r.list::<Docs>(&format!("{}/", mkey(1))).unwrap().len(), 1);
     drop(r);
     let e = db.refused(&upsert(docs(9, object, json!("x"))));
-    assert_eq!(e.uri(), "crossbar.error.no_such_object");
+    assert_eq!(refusal_uri(&e), "crossbar.error.no_such_object");
     db.ok(&delete(Kind::Docs, &key, false));
     let e = db.refused(&delete(Kind::Docs, &key, false));
-    assert_eq!(e.uri(), "crossbar.error.no_such_object");
+    assert_eq!(refusal_uri(&e), "crossbar.error.no_such_object");
     assert!(
         db.read()
             .get::<Docs>(&format!("{}/{object}", mkey(2)))
@@ -2171,7 +2172,7 @@ fn cluster_node_with_placements_is_not_removed_without_cascade() {
     ));
     let member1 = rmember(1, 1, 1).key();
     let e = db.refused(&delete(Kind::RouterClusterNodeMembership, &member1, false));
-    assert_eq!(e.uri(), "crossbar.error.dependent_objects");
+    assert_eq!(refusal_uri(&e), "crossbar.error.dependent_objects");
     // A node without placements leaves freely.
     db.ok(&delete(
         Kind::RouterClusterNodeMembership,

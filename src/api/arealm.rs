@@ -11,9 +11,14 @@ use std::sync::Arc;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::args::*;
+use super::errors::*;
 use super::objects::*;
+use super::reply::*;
+use super::route;
 use super::scope::Scope;
-use super::{bad_argument, oid_arg, str_arg, to_json};
+use super::to_json;
+use crate::clock::now_ns;
 use crate::replica::ProposeError;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{
@@ -23,6 +28,7 @@ use crate::store::model::{
 use crate::store::{AnyRecord, ApplyError, Command, Index, Kind};
 use crate::wamp::Value;
 use crate::wamp::errors::INVALID_ARGUMENT;
+use crate::wamp::errors::*;
 
 const PREFIX: &str = "crossbarfabriccenter.mrealm.arealm.";
 
@@ -140,8 +146,7 @@ async fn list_arealms(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError
     let names = flag_arg(&inv, 0, "return_names")?;
     let r = reader(&s).await?;
     let items = r
-        .list::<ApplicationRealm>(&s.key_prefix())
-        .map_err(runtime)?
+        .list::<ApplicationRealm>(&s.key_prefix())?
         .into_iter()
         .map(|a| (a.oid.to_string(), a.name))
         .collect();
@@ -157,10 +162,9 @@ async fn get_arealm(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> 
 async fn get_arealm_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     let name = str_arg(&inv, 0, "name")?.to_owned();
     let r = reader(&s).await?;
-    r.lookup::<ApplicationRealm>(Index::ArealmByName, &s.key(&name))
-        .map_err(runtime)?
+    r.lookup::<ApplicationRealm>(Index::ArealmByName, &s.key(&name))?
         .map(|a| wire_record(&a))
-        .ok_or_else(|| no_such("application realm named", format!("{name:?}")))
+        .ok_or_else(|| no_such_object("application realm named", format!("{name:?}")))
 }
 
 async fn create_arealm(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
@@ -215,7 +219,7 @@ async fn start_arealm(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError
         let r = reader(&s).await?;
         get_arealm_in(&s, &r, &a)?;
         find::<RouterWorkerGroup>(&r, &s.key_prefix(), &wg)?
-            .ok_or_else(|| no_such("router worker group", wg))?;
+            .ok_or_else(|| no_such_object("router worker group", wg))?;
         if let Some(wc) = wc {
             get::<WebCluster>(&r, &s.key(wc), "web cluster", &wc.to_string())?;
         }
@@ -262,25 +266,20 @@ async fn stat_arealm(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError>
     let r = reader(&s).await?;
     let arealm = get_arealm_in(&s, &r, &a)?;
     let inside = format!("{}/{a}/", s.mrealm_oid);
-    let principals = r.list::<Principal>(&inside).map_err(runtime)?;
+    let principals = r.list::<Principal>(&inside)?;
     let mut credentials = 0;
     for p in &principals {
         credentials += r
-            .list_json(Kind::Credential, &format!("{}/{}/", s.mrealm_oid, p.oid))
-            .map_err(runtime)?
+            .list_json(Kind::Credential, &format!("{}/{}/", s.mrealm_oid, p.oid))?
             .len();
     }
-    let roles = r
-        .list_json(Kind::ArealmRoleAssociation, &inside)
-        .map_err(runtime)?
-        .len();
+    let roles = r.list_json(Kind::ArealmRoleAssociation, &inside)?.len();
     let workers = match arealm.workergroup_oid {
         Some(wg) => r
             .list_json(
                 Kind::RouterWorkerGroupClusterPlacement,
                 &format!("{}/{wg}/", s.mrealm_oid),
-            )
-            .map_err(runtime)?
+            )?
             .len(),
         None => 0,
     };
@@ -301,9 +300,8 @@ async fn list_router_workers(s: Arc<Scope>, inv: Invocation) -> Result<Value, Ca
     let Some(wg) = arealm.workergroup_oid else {
         return Ok(Value::List(Vec::new()));
     };
-    let placements = r
-        .list::<RouterWorkerGroupClusterPlacement>(&format!("{}/{wg}/", s.mrealm_oid))
-        .map_err(runtime)?;
+    let placements =
+        r.list::<RouterWorkerGroupClusterPlacement>(&format!("{}/{wg}/", s.mrealm_oid))?;
     Ok(Value::List(placements.iter().map(wire_record).collect()))
 }
 
@@ -315,8 +313,7 @@ async fn list_principals(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallEr
     let r = reader(&s).await?;
     get_arealm_in(&s, &r, &a)?;
     let items = r
-        .list::<Principal>(&format!("{}/{a}/", s.mrealm_oid))
-        .map_err(runtime)?
+        .list::<Principal>(&format!("{}/{a}/", s.mrealm_oid))?
         .into_iter()
         .map(|p| (p.oid.to_string(), p.authid))
         .collect();
@@ -337,10 +334,9 @@ async fn get_principal_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, 
     r.lookup::<Principal>(
         Index::PrincipalByAuthid,
         &format!("{}/{a}/{name}", s.mrealm_oid),
-    )
-    .map_err(runtime)?
+    )?
     .map(|p| wire_record(&p))
-    .ok_or_else(|| no_such("principal with authid", format!("{name:?}")))
+    .ok_or_else(|| no_such_object("principal with authid", format!("{name:?}")))
 }
 
 async fn add_principal(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
@@ -390,8 +386,7 @@ async fn list_credentials(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallE
     let r = reader(&s).await?;
     get_principal_in(&s, &r, &a, &p)?;
     let items = r
-        .list::<Credential>(&format!("{}/{p}/", s.mrealm_oid))
-        .map_err(runtime)?
+        .list::<Credential>(&format!("{}/{p}/", s.mrealm_oid))?
         .into_iter()
         .map(|c| (c.oid.to_string(), c.authmethod))
         .collect();
@@ -458,7 +453,7 @@ async fn add_credential(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallErr
             ProposeError::Refused(
                 ref refusal @ (ApplyError::AlreadyExists { .. } | ApplyError::Duplicate { .. }),
             ) => CallError::new("crossbar.error.already_running", refusal.to_string()),
-            e => super::propose_failed(e),
+            e => CallError::from(e),
         })?;
     let created = wire(created);
     publish(&s, "on_principal_credential_added", &created);
@@ -485,8 +480,7 @@ async fn list_roles(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> 
     let names = flag_arg(&inv, 0, "return_names")?;
     let r = reader(&s).await?;
     let items = r
-        .list::<Role>(&s.key_prefix())
-        .map_err(runtime)?
+        .list::<Role>(&s.key_prefix())?
         .into_iter()
         .map(|role| (role.oid.to_string(), role.name))
         .collect();
@@ -502,10 +496,9 @@ async fn get_role(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
 async fn get_role_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     let name = str_arg(&inv, 0, "name")?.to_owned();
     let r = reader(&s).await?;
-    r.lookup::<Role>(Index::RoleByName, &s.key(&name))
-        .map_err(runtime)?
+    r.lookup::<Role>(Index::RoleByName, &s.key(&name))?
         .map(|role| wire_record(&role))
-        .ok_or_else(|| no_such("role named", format!("{name:?}")))
+        .ok_or_else(|| no_such_object("role named", format!("{name:?}")))
 }
 
 async fn create_role(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
@@ -551,9 +544,7 @@ fn permissions_of(
     prefix: Option<&str>,
 ) -> Result<Vec<Permission>, CallError> {
     get_role_in(s, r, role)?;
-    let mut all = r
-        .list::<Permission>(&format!("{}/{role}/", s.mrealm_oid))
-        .map_err(runtime)?;
+    let mut all = r.list::<Permission>(&format!("{}/{role}/", s.mrealm_oid))?;
     if let Some(prefix) = prefix {
         all.retain(|p| p.uri.starts_with(prefix));
     }
@@ -658,10 +649,7 @@ async fn list_arealm_roles(s: Arc<Scope>, inv: Invocation) -> Result<Value, Call
     let r = reader(&s).await?;
     get_arealm_in(&s, &r, &a)?;
     let mut items = Vec::new();
-    for assoc in r
-        .list::<ArealmRoleAssociation>(&format!("{}/{a}/", s.mrealm_oid))
-        .map_err(runtime)?
-    {
+    for assoc in r.list::<ArealmRoleAssociation>(&format!("{}/{a}/", s.mrealm_oid))? {
         let name = if names {
             get_role_in(&s, &r, &assoc.role_oid)?.name
         } else {

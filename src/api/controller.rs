@@ -10,13 +10,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use uuid::Uuid;
 
+use super::args::{oid_arg, str_arg};
 use super::scope::Scope;
-use super::{handler, oid_arg, read_failed, str_arg, to_value};
+use super::{handler, to_value};
+use crate::clock::now_ns;
 use crate::router::internal::{CallError, Caller, Event, Handler};
 use crate::store::model::{Node, Presence};
 use crate::store::{Command, Index, StoreError};
@@ -46,13 +48,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Consecutive probes a connected node may leave unanswered before its session is closed.
 const PROBE_FAILURES_TOLERATED: u32 = 3;
 pub const TICK_PERIOD: Duration = Duration::from_secs(5);
-
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
 
 /// A node session this replica holds.
 struct LocalNode {
@@ -102,7 +97,7 @@ impl Controller {
             scope,
             caller,
             started: Instant::now(),
-            started_iso: crate::router::now_iso(),
+            started_iso: crate::clock::now_iso(),
             tick: AtomicU64::new(0),
             tracked: Mutex::new(Tracked::default()),
         })
@@ -505,7 +500,7 @@ impl Controller {
         self.scope.events.publish_local(
             "crossbarfabriccenter.mrealm.on_tick",
             vec![Value::Dict(crate::dict! {
-                "now" => crate::router::now_iso(),
+                "now" => crate::clock::now_iso(),
                 "tick" => tick,
             })],
         );
@@ -544,7 +539,7 @@ impl Controller {
                     Ok(Value::Dict(crate::dict! {
                         "type" => "management",
                         "realm" => me.scope.mrealm_name.as_str(),
-                        "now" => crate::router::now_iso(),
+                        "now" => crate::clock::now_iso(),
                         "started" => me.started_iso.as_str(),
                         "uptime" => super::domain::humanize(up),
                         "tick" => me.tick.load(Ordering::Relaxed),
@@ -564,7 +559,7 @@ impl Controller {
                             Some(s.as_str() == "online")
                         }
                         Some(other) => {
-                            return Err(super::bad_argument(format!(
+                            return Err(super::errors::bad_argument(format!(
                                 "status must be \"online\" or \"offline\", not {other:?}"
                             )));
                         }
@@ -574,13 +569,12 @@ impl Controller {
                         .or_else(|| inv.kwarg("return_names"))
                         .and_then(Value::as_bool)
                         .unwrap_or(false);
-                    let r = me.scope.ctx.replica.read().await.map_err(read_failed)?;
-                    let nodes = me.paired_nodes(&r).map_err(runtime)?;
+                    let r = me.scope.ctx.replica.read().await?;
+                    let nodes = me.paired_nodes(&r)?;
                     let mut out = Vec::new();
                     for n in nodes {
                         let online = r
-                            .get::<Presence>(&n.oid.to_string())
-                            .map_err(runtime)?
+                            .get::<Presence>(&n.oid.to_string())?
                             .is_some_and(|p| p.mrealm_oid == me.scope.mrealm_oid);
                         if status.is_some_and(|want| want != online) {
                             continue;
@@ -639,15 +633,13 @@ impl Controller {
     }
 
     async fn get_node(&self, by: NodeRef<'_>) -> Result<Value, CallError> {
-        let r = self.scope.ctx.replica.read().await.map_err(read_failed)?;
+        let r = self.scope.ctx.replica.read().await?;
         let node: Option<Node> = match by {
-            NodeRef::Oid(oid) => r.get(&oid.to_string()).map_err(runtime)?,
-            NodeRef::Authid(a) => r
-                .lookup(
-                    Index::NodeByAuthid,
-                    &format!("{}/{a}", self.scope.mrealm_oid),
-                )
-                .map_err(runtime)?,
+            NodeRef::Oid(oid) => r.get(&oid.to_string())?,
+            NodeRef::Authid(a) => r.lookup(
+                Index::NodeByAuthid,
+                &format!("{}/{a}", self.scope.mrealm_oid),
+            )?,
         };
         let node = node
             .filter(|n| n.mrealm_oid == Some(self.scope.mrealm_oid))
@@ -661,8 +653,7 @@ impl Controller {
                 )
             })?;
         let online = r
-            .get::<Presence>(&node.oid.to_string())
-            .map_err(runtime)?
+            .get::<Presence>(&node.oid.to_string())?
             .is_some_and(|p| p.mrealm_oid == self.scope.mrealm_oid);
         Ok(self.node_with_status(&node, online))
     }
@@ -685,8 +676,4 @@ impl std::fmt::Display for NodeRef<'_> {
             NodeRef::Authid(a) => write!(f, "{a:?}"),
         }
     }
-}
-
-fn runtime(e: StoreError) -> CallError {
-    CallError::new(crate::wamp::errors::RUNTIME_ERROR, e.to_string())
 }

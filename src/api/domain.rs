@@ -25,7 +25,7 @@ pub fn handlers(ctx: &Arc<Ctx>) -> Vec<(&'static str, Handler)> {
                 Ok(Value::Dict(crate::dict! {
                     "type" => "domain",
                     "realm" => crate::auth::GLOBAL_REALM,
-                    "now" => crate::router::now_iso(),
+                    "now" => crate::clock::now_iso(),
                     "started" => ctx.started_iso.as_str(),
                     "uptime" => humanize(up),
                     // The reference ticks every 300 s.

@@ -6,9 +6,14 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::args::*;
+use super::errors::*;
 use super::objects::*;
+use super::reply::*;
+use super::route;
 use super::scope::Scope;
-use super::{bad_argument, str_arg, to_json};
+use super::to_json;
+use crate::clock::now_ns;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{
     Credential, Docs, Node, Permission, Principal, RouterWorkerGroup, WebService,
@@ -61,14 +66,12 @@ fn otype_arg(inv: &Invocation) -> Result<String, CallError> {
 /// Whether an object of `otype` with this oid exists in the management realm.
 fn exists(s: &Scope, r: &Reader, otype: &str, oid: &Uuid) -> Result<bool, CallError> {
     let p = s.key_prefix();
-    let direct = |kind: Kind| -> Result<bool, CallError> {
-        Ok(r.get_json(kind, &s.key(oid)).map_err(runtime)?.is_some())
-    };
+    let direct =
+        |kind: Kind| -> Result<bool, CallError> { Ok(r.get_json(kind, &s.key(oid))?.is_some()) };
     Ok(match otype {
         "mrealm" => *oid == s.mrealm_oid,
         "node" => r
-            .get::<Node>(&oid.to_string())
-            .map_err(runtime)?
+            .get::<Node>(&oid.to_string())?
             .is_some_and(|n| n.mrealm_oid == Some(s.mrealm_oid)),
         "arealm" => direct(Kind::ApplicationRealm)?,
         "role" => direct(Kind::Role)?,
@@ -89,9 +92,9 @@ async fn get_docs(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     let otype = otype_arg(&inv)?;
     let r = reader(&s).await?;
     if !exists(&s, &r, &otype, &oid)? {
-        return Err(no_such(&otype, oid));
+        return Err(no_such_object(&otype, oid));
     }
-    let docs: Option<Docs> = r.get(&s.key(oid)).map_err(runtime)?;
+    let docs: Option<Docs> = r.get(&s.key(oid))?;
     Ok(docs
         .filter(|d| d.otype == otype)
         .map(|d| super::to_value(d.docs))
@@ -110,7 +113,7 @@ async fn add_docs(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     {
         let r = reader(&s).await?;
         if !exists(&s, &r, &otype, &oid)? {
-            return Err(no_such(&otype, oid));
+            return Err(no_such_object(&otype, oid));
         }
     }
     let record = Docs {

@@ -2,16 +2,18 @@
 //! management-realm procedures of the global realm (spec §6.1).
 
 mod arealm;
+mod args;
 mod backend;
 mod catalogue;
-mod common;
 mod controller;
 mod domain;
+pub mod errors;
 mod metadata;
 mod mrealm;
 mod objects;
 pub mod realms;
 mod remote;
+mod reply;
 mod routercluster;
 pub mod scope;
 mod tracing;
@@ -21,7 +23,7 @@ mod webcluster;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::replica::{ProposeError, ReadError, Replica};
+use crate::replica::Replica;
 use crate::router::Router;
 use crate::router::internal::{CallError, Handler, InternalSession, Invocation};
 use crate::wamp::{Payload, Value};
@@ -42,40 +44,26 @@ impl Ctx {
     }
 }
 
-/// Joins the global realm and registers the backends.
-pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Result<()> {
+/// The management API of this replica, once its backends are registered.
+pub struct Api {
+    realms: Arc<realms::RealmSync>,
+    replica: Arc<Replica>,
+}
+
+/// Joins the global realm and registers the backends. Needs no quorum: the peer service
+/// starts after this, with [`Api::node_calls`] to answer the calls routed here.
+pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Result<Api> {
     let realm = router
         .realm(crate::auth::GLOBAL_REALM)
         .ok_or_else(|| anyhow::anyhow!("the global realm is missing"))?;
-    forget_earlier_sessions(&replica).await;
-    let realms = realms::RealmSync::new(router.clone(), replica.clone());
-    let ctx = Arc::new(Ctx {
+    let ctx = Arc::new_cyclic(|ctx| Ctx {
         replica: replica.clone(),
         mrealms: Default::default(),
-        realms: realms.clone(),
+        realms: realms::RealmSync::new(router.clone(), replica.clone(), ctx.clone()),
         started: Instant::now(),
-        started_iso: crate::router::now_iso(),
+        started_iso: crate::clock::now_iso(),
     });
-    realms.set_ctx(&ctx);
-    realms.spawn();
-    let answer_routed = realms.clone();
-    let _ = replica
-        .node_calls
-        .set(Arc::new(move |realm, procedure, payload, timeout| {
-            let backend = answer_routed.backend(&realm);
-            Box::pin(async move {
-                let Some(b) = backend else {
-                    return Err(CallError::new(
-                        crate::wamp::errors::NO_SUCH_PROCEDURE,
-                        format!("management realm {realm} is not served here"),
-                    ));
-                };
-                b.controller
-                    .caller()
-                    .call(&procedure, payload, timeout)
-                    .await
-            })
-        }));
+    ctx.realms.spawn();
     let mut session = InternalSession::join(realm.clone(), "fabric-master", "user-backend");
     let publisher = Publisher { realm };
     for (uri, handler) in domain::handlers(&ctx)
@@ -89,7 +77,38 @@ pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Resul
             .map_err(|e| anyhow::anyhow!("registering {uri}: {} {}", e.uri, e.message))?;
     }
     tokio::spawn(session.serve());
-    Ok(())
+    Ok(Api {
+        realms: ctx.realms.clone(),
+        replica,
+    })
+}
+
+impl Api {
+    /// Answers node calls that other replicas route here (the node's session is on this one).
+    pub fn node_calls(&self) -> crate::peer::NodeCallFn {
+        let realms = self.realms.clone();
+        Arc::new(move |realm, procedure, payload, timeout| {
+            let backend = realms.backend(&realm);
+            Box::pin(async move {
+                let Some(b) = backend else {
+                    return Err(CallError::new(
+                        crate::wamp::errors::NO_SUCH_PROCEDURE,
+                        format!("management realm {realm} is not served here"),
+                    ));
+                };
+                b.controller
+                    .caller()
+                    .call(&procedure, payload, timeout)
+                    .await
+            })
+        })
+    }
+
+    /// Drops the presence of node sessions this replica held before it restarted; call once
+    /// the replica is in its cluster, before sessions are accepted.
+    pub async fn forget_earlier_sessions(&self) {
+        forget_earlier_sessions(&self.replica).await
+    }
 }
 
 /// Node sessions this replica held before it restarted are gone: their presence records
@@ -97,7 +116,7 @@ pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Resul
 async fn forget_earlier_sessions(replica: &Arc<Replica>) {
     let drop = crate::store::Command::PresenceDropStale {
         replica_id: replica.id,
-        joined_before: controller::now_ns(),
+        joined_before: crate::clock::now_ns(),
     };
     let first = tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -190,6 +209,29 @@ pub fn mrealm_handlers(scope: &Arc<scope::Scope>) -> Vec<(String, Handler)> {
     handlers
 }
 
+/// A handler from an `async fn(ctx, publisher, invocation)`.
+pub fn backend<F, Fut>(ctx: &Arc<Ctx>, publisher: &Publisher, f: F) -> Handler
+where
+    F: Fn(Arc<Ctx>, Publisher, Invocation) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, CallError>> + Send + 'static,
+{
+    let (ctx, publisher) = (ctx.clone(), publisher.clone());
+    handler(move |inv| f(ctx.clone(), publisher.clone(), inv))
+}
+
+/// One procedure `prefix + name`, called with the scope it serves.
+pub fn route<F, Fut>(scope: &Arc<scope::Scope>, prefix: &str, name: &str, f: F) -> (String, Handler)
+where
+    F: Fn(Arc<scope::Scope>, Invocation) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, CallError>> + Send + 'static,
+{
+    let scope = scope.clone();
+    (
+        format!("{prefix}{name}"),
+        handler(move |inv| f(scope.clone(), inv)),
+    )
+}
+
 /// Wraps an async handler.
 fn handler<F, Fut>(f: F) -> Handler
 where
@@ -213,33 +255,4 @@ pub fn to_value(json: serde_json::Value) -> Value {
 
 pub fn to_json(v: &Value) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
-}
-
-fn read_failed(e: ReadError) -> CallError {
-    CallError::new("fabric.error.no-quorum", e.to_string())
-}
-
-fn propose_failed(e: ProposeError) -> CallError {
-    CallError::new(e.uri(), e.to_string())
-}
-
-fn bad_argument(message: impl Into<String>) -> CallError {
-    CallError::new(crate::wamp::errors::INVALID_ARGUMENT, message)
-}
-
-/// A UUID argument, or `wamp.error.invalid_argument`.
-fn oid_arg(inv: &Invocation, i: usize, name: &str) -> Result<uuid::Uuid, CallError> {
-    let s = inv
-        .arg(i)
-        .or_else(|| inv.kwarg(name))
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad_argument(format!("{name} (an oid string) is required")))?;
-    uuid::Uuid::parse_str(s).map_err(|e| bad_argument(format!("{name} {s:?} is not a UUID: {e}")))
-}
-
-fn str_arg<'a>(inv: &'a Invocation, i: usize, name: &str) -> Result<&'a str, CallError> {
-    inv.arg(i)
-        .or_else(|| inv.kwarg(name))
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad_argument(format!("{name} (a string) is required")))
 }

@@ -4,7 +4,7 @@
 //! or from a snapshot ends up the same as the one that served the call.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use crate::replica::Replica;
 use crate::router::{Permission, RealmSpec, Role, Router};
 use crate::store::Index;
-use crate::store::model::{ManagementRealm, Node, Presence, User, UserMrealmRole};
+use crate::store::model::{ManagementRealm, Node, Presence, User, UserMrealmRole, UserRole};
 
 use super::Ctx;
 use super::backend::Backend;
@@ -101,23 +101,19 @@ pub struct RealmSync {
     managed: Mutex<HashMap<String, Arc<Backend>>>,
     /// The same backends for lookups that cannot wait (routed node calls).
     backends: parking_lot::RwLock<HashMap<String, Arc<Backend>>>,
-    ctx: OnceLock<Weak<Ctx>>,
+    /// The context holding this; built together with it (`Arc::new_cyclic`).
+    ctx: Weak<Ctx>,
 }
 
 impl RealmSync {
-    pub fn new(router: Arc<Router>, replica: Arc<Replica>) -> Arc<RealmSync> {
+    pub fn new(router: Arc<Router>, replica: Arc<Replica>, ctx: Weak<Ctx>) -> Arc<RealmSync> {
         Arc::new(RealmSync {
             router,
             replica,
             managed: Mutex::new(HashMap::new()),
             backends: Default::default(),
-            ctx: OnceLock::new(),
+            ctx,
         })
-    }
-
-    /// Backends need the context, which holds this: set once it exists.
-    pub fn set_ctx(&self, ctx: &Arc<Ctx>) {
-        let _ = self.ctx.set(Arc::downgrade(ctx));
     }
 
     /// The backend serving management realm `name` here.
@@ -183,7 +179,7 @@ impl RealmSync {
                     );
                     continue;
                 }
-                let Some(ctx) = self.ctx.get().and_then(Weak::upgrade) else {
+                let Some(ctx) = self.ctx.upgrade() else {
                     continue;
                 };
                 let realm = self.router.add_realm(mrealm_spec(&m.name));
@@ -249,7 +245,7 @@ impl RealmSync {
         authid: &str,
         authrole: &str,
     ) -> Result<(), crate::store::StoreError> {
-        let Some(code) = super::common::role_code(authrole) else {
+        let Some(code) = UserRole::from_name(authrole).map(UserRole::code) else {
             return Ok(());
         };
         if authid == "superuser" {

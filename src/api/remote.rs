@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::bad_argument;
+use super::errors::bad_argument;
 use super::scope::Scope;
 use crate::router::internal::{CallError, Caller, Event, Handler, Invocation};
 use crate::router::realm::CallRetarget;
@@ -247,15 +247,12 @@ impl Forwarder {
             return Ok(nodes.clone());
         }
         let replica = &self.scope.ctx.replica;
-        let r = replica.reader().map_err(runtime)?;
+        let r = replica.reader()?;
         let prefix = format!("{}/", self.scope.mrealm_oid);
         let mut nodes = HashMap::new();
-        for key in r
-            .index_keys(Index::NodeByMrealm, &prefix)
-            .map_err(runtime)?
-        {
+        for key in r.index_keys(Index::NodeByMrealm, &prefix)? {
             let oid = key.strip_prefix(&prefix).unwrap_or(&key);
-            if let Some(n) = r.get::<Node>(oid).map_err(runtime)? {
+            if let Some(n) = r.get::<Node>(oid)? {
                 nodes.insert(n.oid, n);
             }
         }
@@ -307,10 +304,9 @@ impl Forwarder {
         self.scope
             .ctx
             .replica
-            .reader()
-            .map_err(runtime)?
+            .reader()?
             .get(&node.oid.to_string())
-            .map_err(runtime)
+            .map_err(CallError::from)
     }
 
     /// What `crossbarfabriccenter.remote.<api>.<remote_name>(node, worker_id, *args)` does,
@@ -807,10 +803,6 @@ fn remote_topic(topic: &str, args: &[Value]) -> Option<(String, Vec<Value>)> {
         format!("crossbarfabriccenter.remote.{api}.{name}"),
         with(vec![authid.into(), worker.into()]),
     ))
-}
-
-fn runtime(e: crate::store::StoreError) -> CallError {
-    CallError::new(crate::wamp::errors::RUNTIME_ERROR, e.to_string())
 }
 
 #[cfg(test)]

@@ -11,9 +11,14 @@ use std::sync::Arc;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::args::*;
+use super::errors::*;
 use super::objects::*;
+use super::reply::*;
+use super::route;
 use super::scope::Scope;
-use super::{bad_argument, oid_arg, str_arg, to_value};
+use super::to_value;
+use crate::clock::now_ns;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{
     Json, RouterCluster, RouterClusterNodeMembership, RouterWorkerGroup,
@@ -22,6 +27,7 @@ use crate::store::model::{
 use crate::store::{AnyRecord, Command, Index, Kind, Reader};
 use crate::wamp::Value;
 use crate::wamp::errors::INVALID_ARGUMENT;
+use crate::wamp::errors::*;
 
 const PREFIX: &str = "crossbarfabriccenter.mrealm.routercluster.";
 
@@ -89,7 +95,8 @@ fn placements_of(
     r: &Reader,
     g: &Uuid,
 ) -> Result<Vec<RouterWorkerGroupClusterPlacement>, CallError> {
-    r.list(&format!("{}/{g}/", s.mrealm_oid)).map_err(runtime)
+    r.list(&format!("{}/{g}/", s.mrealm_oid))
+        .map_err(CallError::from)
 }
 
 // ---- clusters ----------------------------------------------------------------------------
@@ -98,8 +105,7 @@ async fn list_clusters(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallErro
     let names = flag_arg(&inv, 0, "return_names")?;
     let r = reader(&s).await?;
     let items = r
-        .list::<RouterCluster>(&s.key_prefix())
-        .map_err(runtime)?
+        .list::<RouterCluster>(&s.key_prefix())?
         .into_iter()
         .map(|c| (c.oid.to_string(), c.name))
         .collect();
@@ -115,10 +121,9 @@ async fn get_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError>
 async fn get_cluster_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     let name = str_arg(&inv, 0, "routercluster_name")?.to_owned();
     let r = reader(&s).await?;
-    r.lookup::<RouterCluster>(Index::RouterClusterByName, &s.key(&name))
-        .map_err(runtime)?
+    r.lookup::<RouterCluster>(Index::RouterClusterByName, &s.key(&name))?
         .map(|c| wire_record(&c))
-        .ok_or_else(|| no_such("router cluster named", format!("{name:?}")))
+        .ok_or_else(|| no_such_object("router cluster named", format!("{name:?}")))
 }
 
 async fn create_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
@@ -165,8 +170,7 @@ async fn delete_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallErr
         let r = reader(&s).await?;
         cluster_in(&s, &r, &c)?;
         let groups: Vec<String> = r
-            .list::<RouterWorkerGroup>(&format!("{}/{c}/", s.mrealm_oid))
-            .map_err(runtime)?
+            .list::<RouterWorkerGroup>(&format!("{}/{c}/", s.mrealm_oid))?
             .into_iter()
             .map(|g| g.oid.to_string())
             .collect();
@@ -229,16 +233,14 @@ async fn stat_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError
     let r = reader(&s).await?;
     let cluster = cluster_in(&s, &r, &c)?;
     let inside = format!("{}/{c}/", s.mrealm_oid);
-    let members = r
-        .list::<RouterClusterNodeMembership>(&inside)
-        .map_err(runtime)?;
+    let members = r.list::<RouterClusterNodeMembership>(&inside)?;
     let mut online_nodes = 0;
     for m in &members {
         if online(&r, &m.node_oid)? {
             online_nodes += 1;
         }
     }
-    let groups = r.list::<RouterWorkerGroup>(&inside).map_err(runtime)?;
+    let groups = r.list::<RouterWorkerGroup>(&inside)?;
     let mut workers = 0;
     for g in &groups {
         workers += placements_of(&s, &r, &g.oid)?.len();
@@ -262,8 +264,7 @@ async fn list_nodes(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> 
     let r = reader(&s).await?;
     cluster_in(&s, &r, &c)?;
     let nodes = r
-        .list::<RouterClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))
-        .map_err(runtime)?
+        .list::<RouterClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))?
         .into_iter()
         .map(|m| m.node_oid)
         .collect();
@@ -346,8 +347,7 @@ async fn list_groups(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError>
     let r = reader(&s).await?;
     cluster_in(&s, &r, &c)?;
     let items = r
-        .list::<RouterWorkerGroup>(&format!("{}/{c}/", s.mrealm_oid))
-        .map_err(runtime)?
+        .list::<RouterWorkerGroup>(&format!("{}/{c}/", s.mrealm_oid))?
         .into_iter()
         .filter(|g| {
             status
@@ -414,16 +414,12 @@ async fn add_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
         let r = reader(&s).await?;
         cluster_in(&s, &r, &c)?;
         let members: Vec<(Uuid, Option<i64>)> = r
-            .list::<RouterClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))
-            .map_err(runtime)?
+            .list::<RouterClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))?
             .into_iter()
             .map(|m| (m.node_oid, m.hardlimit))
             .collect();
         let mut load: HashMap<Uuid, i64> = HashMap::new();
-        for p in r
-            .list::<RouterWorkerGroupClusterPlacement>(&s.key_prefix())
-            .map_err(runtime)?
-        {
+        for p in r.list::<RouterWorkerGroupClusterPlacement>(&s.key_prefix())? {
             if p.cluster_oid == c {
                 *load.entry(p.node_oid).or_default() += 1;
             }
@@ -500,16 +496,14 @@ async fn get_group_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, Call
     let group_name = str_arg(&inv, 1, "workergroup_name")?.to_owned();
     let r = reader(&s).await?;
     let cluster = r
-        .lookup::<RouterCluster>(Index::RouterClusterByName, &s.key(&cluster_name))
-        .map_err(runtime)?
-        .ok_or_else(|| no_such("router cluster named", format!("{cluster_name:?}")))?;
+        .lookup::<RouterCluster>(Index::RouterClusterByName, &s.key(&cluster_name))?
+        .ok_or_else(|| no_such_object("router cluster named", format!("{cluster_name:?}")))?;
     r.lookup::<RouterWorkerGroup>(
         Index::WorkerGroupByName,
         &format!("{}/{}/{group_name}", s.mrealm_oid, cluster.oid),
-    )
-    .map_err(runtime)?
+    )?
     .map(|g| wire_record(&g))
-    .ok_or_else(|| no_such("router worker group named", format!("{group_name:?}")))
+    .ok_or_else(|| no_such_object("router worker group named", format!("{group_name:?}")))
 }
 
 async fn stat_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Ctx, Publisher, read_failed};
+use super::{Ctx, Publisher};
 use crate::router::internal::{CallError, Invocation};
 use crate::store::Index;
 use crate::store::model::User;
@@ -34,7 +34,7 @@ impl Scope {
             return Ok(None);
         }
         let email = inv.caller_authid().unwrap_or_default();
-        let r = self.ctx.replica.read().await.map_err(read_failed)?;
+        let r = self.ctx.replica.read().await?;
         r.lookup::<User>(Index::UserByEmail, email)
             .map_err(|e| CallError::new("wamp.error.runtime_error", e.to_string()))
     }

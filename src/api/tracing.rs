@@ -21,15 +21,17 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use uuid::Uuid;
 
-use super::objects::{now_ns, reader, require_writer, runtime};
+use super::args::str_arg;
+use super::errors::{bad_argument, corrupt_record, refusal_uri};
+use super::objects::{reader, require_writer};
 use super::remote::Forwarder;
 use super::scope::Scope;
-use super::{bad_argument, handler, propose_failed, str_arg, to_json, to_value};
+use super::{handler, to_json, to_value};
+use crate::clock::now_ns;
 use crate::replica::ProposeError;
 use crate::router::internal::{CallError, Event, Handler, Invocation};
 use crate::store::model::{Extra, Json, Node, Trace};
 use crate::store::{AnyRecord, ApplyError, Command, Kind, StatusRule};
-use crate::wamp::errors::RUNTIME_ERROR;
 use crate::wamp::{Dict, Payload, Value};
 
 const PREFIX: &str = "crossbarfabriccenter.mrealm.";
@@ -97,8 +99,7 @@ impl Tracing {
     async fn get_traces(self: Arc<Self>, inv: Invocation) -> Result<Value, CallError> {
         let r = reader(&self.scope).await?;
         let mut ids: Vec<String> = r
-            .list::<Trace>(&self.scope.key_prefix())
-            .map_err(runtime)?
+            .list::<Trace>(&self.scope.key_prefix())?
             .into_iter()
             .filter(|t| readable(t, inv.caller_authrole()))
             .map(|t| t.trace_id)
@@ -111,7 +112,7 @@ impl Tracing {
     async fn get_trace(self: Arc<Self>, inv: Invocation) -> Result<Value, CallError> {
         let id = trace_id_arg(&inv)?;
         let r = reader(&self.scope).await?;
-        let trace = r.get::<Trace>(&self.scope.key(&id)).map_err(runtime)?;
+        let trace = r.get::<Trace>(&self.scope.key(&id))?;
         Ok(trace
             .filter(|t| readable(t, inv.caller_authrole()))
             .map(|t| wire(&t))
@@ -250,8 +251,7 @@ impl Tracing {
         let limit = limit_arg(&inv)?;
         let trace = {
             let r = reader(&self.scope).await?;
-            r.get::<Trace>(&self.scope.key(&id))
-                .map_err(runtime)?
+            r.get::<Trace>(&self.scope.key(&id))?
                 .filter(|t| readable(t, inv.caller_authrole()))
                 .ok_or_else(|| no_such_trace(&id))?
         };
@@ -539,8 +539,7 @@ impl Tracing {
         let me = self.scope.ctx.replica.id;
         let traces = reader(&self.scope)
             .await?
-            .list::<Trace>(&self.scope.key_prefix())
-            .map_err(runtime)?;
+            .list::<Trace>(&self.scope.key_prefix())?;
         for t in traces {
             let cut_short = matches!(t.status.as_str(), STARTING | STOPPING)
                 && t.changed_by == Some(me)
@@ -604,7 +603,7 @@ fn names(roles: &[String]) -> Value {
 }
 
 fn parse(json: Json) -> Result<Trace, CallError> {
-    serde_json::from_value(json).map_err(|e| CallError::new(RUNTIME_ERROR, e.to_string()))
+    serde_json::from_value(json).map_err(corrupt_record)
 }
 
 fn no_such_trace(id: &str) -> CallError {
@@ -617,7 +616,7 @@ fn no_such_trace(id: &str) -> CallError {
 /// A refused change, said in terms of the trace.
 fn refused(id: &str, e: ProposeError) -> CallError {
     let ProposeError::Refused(refusal) = &e else {
-        return propose_failed(e);
+        return CallError::from(e);
     };
     let message = match refusal {
         ApplyError::NoSuchObject { .. } => return no_such_trace(id),
@@ -633,9 +632,9 @@ fn refused(id: &str, e: ProposeError) -> CallError {
         ApplyError::NotStopped { status, .. } => {
             format!("trace {id:?} cannot be deleted: it is {status}")
         }
-        _ => return propose_failed(e),
+        _ => return CallError::from(e),
     };
-    CallError::new(refusal.uri(), message)
+    CallError::new(refusal_uri(refusal), message)
 }
 
 /// `{node_id, node_status, worker_id, error?}` of a worker a start or stop did not reach.

@@ -4,16 +4,17 @@
 
 use std::sync::Arc;
 
-use super::common::{
-    DEPENDENT_OBJECTS, NOT_AUTHORIZED, backend, delta_arg, dict_arg, flag_arg, no_such,
-    record_value, role_names, roles_arg, sorted_list, store_failed,
-};
-use super::mrealm::{caller_user, now_micros};
-use super::{Ctx, Publisher, bad_argument, oid_arg, propose_failed, read_failed, str_arg};
+use super::args::{delta_arg, dict_arg, flag_arg, oid_arg, roles_arg, str_arg};
+use super::errors::{bad_argument, no_such};
+use super::mrealm::caller_user;
+use super::reply::{record_value, role_names, sorted_list};
+use super::{Ctx, Publisher, backend};
+use crate::clock::now_micros;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{Oid, Organization, ROLE_OWNER, User, UserOrganizationRole};
 use crate::store::{AnyRecord, Command, Index, Kind, Reader};
 use crate::wamp::Value;
+use crate::wamp::errors::{DEPENDENT_OBJECTS, FABRIC_NOT_AUTHORIZED};
 
 type Reply = Result<Value, CallError>;
 
@@ -30,20 +31,17 @@ fn valid_org_name(v: &serde_json::Value) -> bool {
 }
 
 fn org_of(r: &Reader, oid: Oid) -> Result<Organization, CallError> {
-    r.get(&oid.to_string())
-        .map_err(store_failed)?
+    r.get(&oid.to_string())?
         .ok_or_else(|| no_such(format_args!("organization {oid}")))
 }
 
 fn user_of(r: &Reader, oid: Oid) -> Result<User, CallError> {
-    r.get(&oid.to_string())
-        .map_err(store_failed)?
+    r.get(&oid.to_string())?
         .ok_or_else(|| no_such(format_args!("user {oid}")))
 }
 
 fn org_roles(r: &Reader, org: Oid, user: Oid) -> Result<Vec<u8>, CallError> {
-    Ok(r.get::<UserOrganizationRole>(&format!("{org}/{user}"))
-        .map_err(store_failed)?
+    Ok(r.get::<UserOrganizationRole>(&format!("{org}/{user}"))?
         .map(|x| x.roles)
         .unwrap_or_default())
 }
@@ -58,12 +56,12 @@ async fn require_org_owner(
     if user.email == SUPERUSER {
         return Ok(user);
     }
-    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let r = ctx.replica.read().await?;
     if org_roles(&r, org.oid, user.oid)?.contains(&ROLE_OWNER) {
         Ok(user)
     } else {
         Err(CallError::new(
-            NOT_AUTHORIZED,
+            FABRIC_NOT_AUTHORIZED,
             format!(
                 "{} is not an owner of organization {}",
                 user.email, org.name
@@ -74,8 +72,8 @@ async fn require_org_owner(
 
 async fn list_organizations(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     caller_user(&ctx.replica, &inv).await?;
-    let r = ctx.replica.read().await.map_err(read_failed)?;
-    let orgs: Vec<Organization> = r.list("").map_err(store_failed)?;
+    let r = ctx.replica.read().await?;
+    let orgs: Vec<Organization> = r.list("")?;
     Ok(sorted_list(
         orgs.into_iter().map(|o| o.oid.to_string()).collect(),
     ))
@@ -84,7 +82,7 @@ async fn list_organizations(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Rep
 async fn get_organization(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     let oid = oid_arg(&inv, 0, "org_oid")?;
     caller_user(&ctx.replica, &inv).await?;
-    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let r = ctx.replica.read().await?;
     Ok(record_value(&org_of(&r, oid)?))
 }
 
@@ -125,8 +123,7 @@ async fn create_organization(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocatio
         .propose(Command::Insert {
             record: AnyRecord::Organization(org.clone()),
         })
-        .await
-        .map_err(propose_failed)?;
+        .await?;
     ctx.replica
         .propose(Command::Upsert {
             record: AnyRecord::UserOrganizationRole(UserOrganizationRole {
@@ -135,8 +132,7 @@ async fn create_organization(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocatio
                 roles: vec![ROLE_OWNER],
             }),
         })
-        .await
-        .map_err(propose_failed)?;
+        .await?;
     let created = super::to_value(created);
     publisher.publish(
         "crossbarfabriccenter.user.on_organization_created",
@@ -162,7 +158,7 @@ async fn modify_organization(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocatio
         ));
     }
     let org = {
-        let r = ctx.replica.read().await.map_err(read_failed)?;
+        let r = ctx.replica.read().await?;
         org_of(&r, oid)?
     };
     require_org_owner(&ctx, &inv, &org).await?;
@@ -174,8 +170,7 @@ async fn modify_organization(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocatio
             delta,
             status_rule: None,
         })
-        .await
-        .map_err(propose_failed)?;
+        .await?;
     let modified = super::to_value(modified);
     publisher.publish(
         "crossbarfabriccenter.user.on_organization_modified",
@@ -186,17 +181,17 @@ async fn modify_organization(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocatio
 
 async fn delete_organization(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Reply {
     let oid = oid_arg(&inv, 0, "org_oid")?;
-    let cascade = flag_arg(&inv, 1, "cascade");
+    let cascade = flag_arg(&inv, 1, "cascade")?;
     let org = {
-        let r = ctx.replica.read().await.map_err(read_failed)?;
+        let r = ctx.replica.read().await?;
         org_of(&r, oid)?
     };
     require_org_owner(&ctx, &inv, &org).await?;
     // The owners' roles go with the organization (any one of them may delete it); other
     // members are memberships the caller has to give up explicitly (cascade).
     let members: Vec<UserOrganizationRole> = {
-        let r = ctx.replica.read().await.map_err(read_failed)?;
-        r.list(&format!("{oid}/")).map_err(store_failed)?
+        let r = ctx.replica.read().await?;
+        r.list(&format!("{oid}/"))?
     };
     let others = members
         .iter()
@@ -219,8 +214,7 @@ async fn delete_organization(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocatio
             key: oid.to_string(),
             cascade: true,
         })
-        .await
-        .map_err(propose_failed)?;
+        .await?;
     let deleted = super::to_value(deleted);
     publisher.publish(
         "crossbarfabriccenter.user.on_organization_deleted",
@@ -232,17 +226,16 @@ async fn delete_organization(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocatio
 async fn get_user(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     let oid = oid_arg(&inv, 0, "user_oid")?;
     caller_user(&ctx.replica, &inv).await?;
-    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let r = ctx.replica.read().await?;
     Ok(record_value(&user_of(&r, oid)?))
 }
 
 async fn get_user_by_pubkey(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     let pubkey = str_arg(&inv, 0, "pubkey")?.to_ascii_lowercase();
     caller_user(&ctx.replica, &inv).await?;
-    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let r = ctx.replica.read().await?;
     let user: User = r
-        .lookup(Index::UserByPubkey, &pubkey)
-        .map_err(store_failed)?
+        .lookup(Index::UserByPubkey, &pubkey)?
         .ok_or_else(|| no_such(format_args!("user with pubkey {pubkey}")))?;
     Ok(record_value(&user))
 }
@@ -250,18 +243,17 @@ async fn get_user_by_pubkey(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Rep
 async fn get_user_by_email(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     let email = str_arg(&inv, 0, "email")?.to_owned();
     caller_user(&ctx.replica, &inv).await?;
-    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let r = ctx.replica.read().await?;
     let user: User = r
-        .lookup(Index::UserByEmail, &email)
-        .map_err(store_failed)?
+        .lookup(Index::UserByEmail, &email)?
         .ok_or_else(|| no_such(format_args!("user with e-mail {email:?}")))?;
     Ok(record_value(&user))
 }
 
 async fn list_users(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     caller_user(&ctx.replica, &inv).await?;
-    let r = ctx.replica.read().await.map_err(read_failed)?;
-    let users: Vec<User> = r.list("").map_err(store_failed)?;
+    let r = ctx.replica.read().await?;
+    let users: Vec<User> = r.list("")?;
     Ok(sorted_list(
         users.into_iter().map(|u| u.oid.to_string()).collect(),
     ))
@@ -280,12 +272,12 @@ async fn modify_user(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     let caller = caller_user(&ctx.replica, &inv).await?;
     if caller.oid != oid && caller.email != SUPERUSER {
         return Err(CallError::new(
-            NOT_AUTHORIZED,
+            FABRIC_NOT_AUTHORIZED,
             format!("{} may only modify their own user", caller.email),
         ));
     }
     let user = {
-        let r = ctx.replica.read().await.map_err(read_failed)?;
+        let r = ctx.replica.read().await?;
         user_of(&r, oid)?
     };
     if let Some(email) = delta.get("email") {
@@ -302,7 +294,7 @@ async fn modify_user(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
             let pk = pk
                 .as_str()
                 .map(str::to_ascii_lowercase)
-                .filter(|pk| crate::auth::cryptosign::parse_pubkey(pk).is_some())
+                .filter(|pk| crate::wamp::cryptosign::parse_pubkey(pk).is_some())
                 .ok_or_else(|| bad_argument("pubkey must be a 64-hex Ed25519 key"))?;
             delta.insert("pubkey".into(), serde_json::Value::from(pk));
         }
@@ -315,17 +307,16 @@ async fn modify_user(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
             delta,
             status_rule: None,
         })
-        .await
-        .map_err(propose_failed)?;
+        .await?;
     Ok(super::to_value(modified))
 }
 
 async fn list_users_by_organization(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     let oid = oid_arg(&inv, 0, "org_oid")?;
     caller_user(&ctx.replica, &inv).await?;
-    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let r = ctx.replica.read().await?;
     org_of(&r, oid)?;
-    let members: Vec<UserOrganizationRole> = r.list(&format!("{oid}/")).map_err(store_failed)?;
+    let members: Vec<UserOrganizationRole> = r.list(&format!("{oid}/"))?;
     Ok(sorted_list(
         members
             .into_iter()
@@ -337,12 +328,10 @@ async fn list_users_by_organization(ctx: Arc<Ctx>, _: Publisher, inv: Invocation
 async fn list_organizations_by_user(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     let oid = oid_arg(&inv, 0, "user_oid")?;
     caller_user(&ctx.replica, &inv).await?;
-    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let r = ctx.replica.read().await?;
     user_of(&r, oid)?;
     // Index entries point at `<org>/<user>` role keys.
-    let keys = r
-        .index_keys(Index::OrganizationRoleByUser, &format!("{oid}/"))
-        .map_err(store_failed)?;
+    let keys = r.index_keys(Index::OrganizationRoleByUser, &format!("{oid}/"))?;
     Ok(sorted_list(
         keys.into_iter()
             .filter_map(|k| k.split('/').next().map(str::to_owned))
@@ -355,7 +344,7 @@ async fn set_roles_on_organization_for_user(ctx: Arc<Ctx>, _: Publisher, inv: In
     let user_oid = oid_arg(&inv, 1, "user_oid")?;
     let roles = roles_arg(&inv, 2, "roles")?;
     let org = {
-        let r = ctx.replica.read().await.map_err(read_failed)?;
+        let r = ctx.replica.read().await?;
         user_of(&r, user_oid)?;
         org_of(&r, org_oid)?
     };
@@ -363,9 +352,8 @@ async fn set_roles_on_organization_for_user(ctx: Arc<Ctx>, _: Publisher, inv: In
     let key = format!("{org_oid}/{user_oid}");
     if !roles.contains(&ROLE_OWNER) {
         // Nobody but the superuser could manage an organization without owners.
-        let r = ctx.replica.read().await.map_err(read_failed)?;
-        let members: Vec<UserOrganizationRole> =
-            r.list(&format!("{org_oid}/")).map_err(store_failed)?;
+        let r = ctx.replica.read().await?;
+        let members: Vec<UserOrganizationRole> = r.list(&format!("{org_oid}/"))?;
         let owners_left = members
             .iter()
             .filter(|m| m.user_oid != user_oid && m.roles.contains(&ROLE_OWNER))
@@ -381,11 +369,8 @@ async fn set_roles_on_organization_for_user(ctx: Arc<Ctx>, _: Publisher, inv: In
         }
     }
     let command = if roles.is_empty() {
-        let r = ctx.replica.read().await.map_err(read_failed)?;
-        if r.get::<UserOrganizationRole>(&key)
-            .map_err(store_failed)?
-            .is_none()
-        {
+        let r = ctx.replica.read().await?;
+        if r.get::<UserOrganizationRole>(&key)?.is_none() {
             return Ok(role_names(&[]));
         }
         Command::Delete {
@@ -402,7 +387,7 @@ async fn set_roles_on_organization_for_user(ctx: Arc<Ctx>, _: Publisher, inv: In
             }),
         }
     };
-    ctx.replica.propose(command).await.map_err(propose_failed)?;
+    ctx.replica.propose(command).await?;
     Ok(role_names(&roles))
 }
 
@@ -410,7 +395,7 @@ async fn get_roles_on_organization_for_user(ctx: Arc<Ctx>, _: Publisher, inv: In
     let org_oid = oid_arg(&inv, 0, "org_oid")?;
     let user_oid = oid_arg(&inv, 1, "user_oid")?;
     caller_user(&ctx.replica, &inv).await?;
-    let r = ctx.replica.read().await.map_err(read_failed)?;
+    let r = ctx.replica.read().await?;
     org_of(&r, org_oid)?;
     user_of(&r, user_oid)?;
     Ok(role_names(&org_roles(&r, org_oid, user_oid)?))

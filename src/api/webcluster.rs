@@ -11,13 +11,19 @@ use std::sync::Arc;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::args::*;
+use super::errors::*;
 use super::objects::*;
+use super::reply::*;
+use super::route;
 use super::scope::Scope;
-use super::{bad_argument, oid_arg, str_arg, to_value};
+use super::to_value;
+use crate::clock::now_ns;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{Json, WebCluster, WebClusterNodeMembership, WebService};
 use crate::store::{AnyRecord, Command, Index, Kind, Reader};
 use crate::wamp::errors::INVALID_ARGUMENT;
+use crate::wamp::errors::*;
 use crate::wamp::{Dict, Value};
 
 const PREFIX: &str = "crossbarfabriccenter.mrealm.webcluster.";
@@ -86,8 +92,7 @@ async fn list_clusters(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallErro
     let names = flag_arg(&inv, 0, "return_names")?;
     let r = reader(&s).await?;
     let items = r
-        .list::<WebCluster>(&s.key_prefix())
-        .map_err(runtime)?
+        .list::<WebCluster>(&s.key_prefix())?
         .into_iter()
         .map(|c| (c.oid.to_string(), c.name))
         .collect();
@@ -103,10 +108,9 @@ async fn get_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError>
 async fn get_cluster_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     let name = str_arg(&inv, 0, "webcluster_name")?.to_owned();
     let r = reader(&s).await?;
-    r.lookup::<WebCluster>(Index::WebClusterByName, &s.key(&name))
-        .map_err(runtime)?
+    r.lookup::<WebCluster>(Index::WebClusterByName, &s.key(&name))?
         .map(|c| wire_record(&c))
-        .ok_or_else(|| no_such("web cluster named", format!("{name:?}")))
+        .ok_or_else(|| no_such_object("web cluster named", format!("{name:?}")))
 }
 
 async fn create_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
@@ -213,8 +217,7 @@ async fn list_nodes(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> 
     let r = reader(&s).await?;
     cluster_in(&s, &r, &c)?;
     let nodes = r
-        .list::<WebClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))
-        .map_err(runtime)?
+        .list::<WebClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))?
         .into_iter()
         .map(|m| m.node_oid)
         .collect();
@@ -293,10 +296,7 @@ async fn list_services(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallErro
     let r = reader(&s).await?;
     cluster_in(&s, &r, &c)?;
     let mut out = Dict::new();
-    for ws in r
-        .list::<WebService>(&format!("{}/{c}/", s.mrealm_oid))
-        .map_err(runtime)?
-    {
+    for ws in r.list::<WebService>(&format!("{}/{c}/", s.mrealm_oid))? {
         if prefix.as_deref().is_none_or(|p| ws.path.starts_with(p)) {
             out.insert(ws.path, Value::from(ws.oid.to_string()));
         }
@@ -392,10 +392,9 @@ async fn get_service_by_path(s: Arc<Scope>, inv: Invocation) -> Result<Value, Ca
     r.lookup::<WebService>(
         Index::WebServiceByPath,
         &format!("{}/{c}/{path}", s.mrealm_oid),
-    )
-    .map_err(runtime)?
+    )?
     .map(|w| wire_record(&w))
-    .ok_or_else(|| no_such("web service at path", format!("{path:?}")))
+    .ok_or_else(|| no_such_object("web service at path", format!("{path:?}")))
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ pub fn write_key_pair(
         move |source| KeyFileError::Write { path, source }
     };
     std::fs::create_dir_all(dir).map_err(werr(dir))?;
-    let created = chrono_like_now();
+    let created = crate::clock::now_iso();
     let public = hex::encode(key.verifying_key().as_bytes());
     let common = format!(
         "creator: fabric-master {}\ncreated-at: {created}\nuser-id: {user_id}\n{PUBLIC_TAG}: {public}\n",
@@ -122,35 +122,6 @@ fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(content)
-}
-
-/// UTC time as `YYYY-MM-DDTHH:MM:SS.000Z`, without pulling in a date crate.
-pub fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format_utc(secs)
-}
-
-pub fn format_utc(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -191,11 +162,5 @@ mod tests {
             read_public_key(&p),
             Err(KeyFileError::MissingTag { .. })
         ));
-    }
-
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(format_utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_utc(1_795_000_000), "2026-11-18T11:06:40.000Z");
     }
 }

@@ -3,18 +3,18 @@
 //! or dropped, a user created) is a raft command, so any replica can take the next step.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 
 use super::mailer::{CodeKind, Mailer};
-use super::{Authenticator, Decision, Denied, GLOBAL_REALM, HelloRequest, Principal, cryptosign};
+use super::{Authenticator, Decision, Denied, GLOBAL_REALM, HelloRequest, Principal};
 use crate::replica::Replica;
 use crate::store::model::{
-    ActivationToken, ManagementRealm, Node, ROLE_ADMIN, ROLE_GUEST, ROLE_OWNER, ROLE_USER,
-    TOKEN_ACTIVE, TOKEN_LOGIN, TOKEN_PENDING, TOKEN_REGISTRATION, User, UserMrealmRole,
+    ActivationToken, ManagementRealm, Node, TOKEN_ACTIVE, TOKEN_LOGIN, TOKEN_PENDING,
+    TOKEN_REGISTRATION, User, UserMrealmRole, UserRole,
 };
 use crate::store::{Command, Index, Kind};
+use crate::wamp::cryptosign;
 use crate::wamp::{Dict, Value, errors};
 
 /// How long an activation code stays valid.
@@ -29,13 +29,7 @@ const EMAIL_FAILURE: &str = "fabric.auth-failed.email-failure";
 
 /// Role names a user may request on a management realm, as the reference's `UserRole`s.
 fn mrealm_role(name: &str) -> Option<u8> {
-    match name {
-        "owner" => Some(ROLE_OWNER),
-        "admin" => Some(ROLE_ADMIN),
-        "user" => Some(ROLE_USER),
-        "guest" => Some(ROLE_GUEST),
-        _ => None,
-    }
+    UserRole::from_name(name).map(UserRole::code)
 }
 
 pub fn activation_code() -> String {
@@ -49,13 +43,6 @@ pub fn activation_code() -> String {
         })
         .collect::<Vec<_>>()
         .join("-")
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Denied {
@@ -301,7 +288,7 @@ impl StateAuthenticator {
         }
         // Pending.
         let Some(code) = code else {
-            let minutes = (now_micros() - token.created) / 60_000_000;
+            let minutes = (crate::clock::now_micros() - token.created) / 60_000_000;
             return Err(Denied::new(
                 "fabric.auth-failed.pending-activation",
                 format!(
@@ -310,7 +297,7 @@ impl StateAuthenticator {
                 ),
             ));
         };
-        if now_micros() - token.created > CODE_LIFETIME_MICROS {
+        if crate::clock::now_micros() - token.created > CODE_LIFETIME_MICROS {
             self.propose(Command::Delete {
                 kind: Kind::ActivationToken,
                 key: token.oid.to_string(),
@@ -334,12 +321,12 @@ impl StateAuthenticator {
             description: None,
             tags: None,
             email: email.clone(),
-            registered: now_micros(),
+            registered: crate::clock::now_micros(),
             pubkey: None,
         });
         self.propose(Command::ActivateToken {
             token_oid: token.oid,
-            completed: now_micros(),
+            completed: crate::clock::now_micros(),
             new_user,
         })
         .await?;
@@ -357,7 +344,7 @@ impl StateAuthenticator {
                 TOKEN_REGISTRATION
             },
             status: TOKEN_PENDING,
-            created: now_micros(),
+            created: crate::clock::now_micros(),
             completed: None,
             code: activation_code(),
             email: email.to_owned(),

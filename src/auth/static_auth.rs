@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use ed25519_dalek::VerifyingKey;
 use futures_util::future::BoxFuture;
 
-use super::{Authenticator, Decision, Denied, GLOBAL_REALM, HelloRequest, Principal, cryptosign};
+use super::{Authenticator, Decision, Denied, GLOBAL_REALM, HelloRequest, Principal};
+use crate::wamp::cryptosign;
 use crate::wamp::{Dict, errors};
 
 /// A realm the authenticator knows, with the role anonymous sessions get there (if any).

@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 
-use crate::peer::{client, pb};
 use crate::replica::{Query, Status};
+use crate::rpc::{client, pb};
 use crate::store::Kind;
 
 #[derive(Args, Debug)]
@@ -113,8 +113,8 @@ async fn status_of(peer: &str) -> anyhow::Result<Status> {
 }
 
 fn membership_result(json: &[u8]) -> anyhow::Result<serde_json::Value> {
-    let res: Result<serde_json::Value, String> = serde_json::from_slice(json)?;
-    res.map_err(|e| anyhow::anyhow!(e))
+    let status = crate::replica::decode_membership_reply(json)??;
+    Ok(serde_json::to_value(status)?)
 }
 
 pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {

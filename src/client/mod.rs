@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Message as WsMessage, http::HeaderValue};
 
-use crate::auth::cryptosign;
+use crate::wamp::cryptosign;
 use crate::wamp::{Dict, Id, Message, Payload, Protocol, Value, message::code};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,63 +1,18 @@
-//! The gRPC service among replicas (`proto/peer.proto`): raft RPCs, write forwarding, read
-//! index, membership changes, status and backup.
+//! The server side of the gRPC service among replicas (`proto/peer.proto`): raft RPCs, write
+//! forwarding, read index, membership changes, status, backup, routed node calls and relayed
+//! publications. The client side is `rpc`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use tonic::transport::{Channel, Endpoint};
+use futures_util::future::BoxFuture;
 use tonic::{Request, Response, Status};
 
 use crate::raft::codec;
 use crate::replica::{ProposeError, Replica};
-use crate::router::internal::CallError;
-use crate::wamp::{Payload, Value};
-
-pub mod relay;
-
-pub mod pb {
-    tonic::include_proto!("fabric.peer.v1");
-}
-
-use pb::peer_client::PeerClient;
-
-/// One lazily connected channel per peer address, shared by raft and forwarding.
-#[derive(Clone, Default)]
-pub struct Clients {
-    map: Arc<Mutex<HashMap<String, PeerClient<Channel>>>>,
-}
-
-impl Clients {
-    pub fn get(&self, addr: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
-        if let Some(c) = self.map.lock().get(addr) {
-            return Ok(c.clone());
-        }
-        let client = PeerClient::new(connect_lazy(addr)?)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
-        self.map.lock().insert(addr.to_string(), client.clone());
-        Ok(client)
-    }
-}
-
-/// A channel to `addr` (`host:port`) that connects on first use and reconnects by itself.
-pub fn connect_lazy(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
-}
-
-/// A client for the CLI: `cluster …` and `backup` talk to one replica.
-pub fn client(addr: &str) -> anyhow::Result<PeerClient<Channel>> {
-    Ok(PeerClient::new(connect_lazy(addr)?)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX))
-}
+use crate::rpc::{WireEvent, WirePayload, WireResult, pb};
+use crate::wamp::{CallError, Payload, Value};
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("serializable")
@@ -71,70 +26,41 @@ fn raft_decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status
     codec::decode(bytes).map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
 }
 
-pub struct PeerService {
-    replica: Arc<Replica>,
-}
-
-impl PeerService {
-    pub fn new(replica: Arc<Replica>) -> PeerService {
-        PeerService { replica }
-    }
-}
-
-const BACKUP_CHUNK: usize = 1 << 20;
-
 /// Answers a node call routed here from another replica: (realm, procedure, payload,
 /// timeout) → the node's result, or its error.
 pub type NodeCallFn = Arc<
-    dyn Fn(
-            String,
-            String,
-            Payload,
-            Duration,
-        ) -> futures_util::future::BoxFuture<'static, Result<Payload, CallError>>
+    dyn Fn(String, String, Payload, Duration) -> BoxFuture<'static, Result<Payload, CallError>>
         + Send
         + Sync,
 >;
 
-/// A WAMP payload as it travels between replicas.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct WirePayload {
-    pub args: Option<Value>,
-    /// A `Value::Dict`.
-    pub kwargs: Option<Value>,
+/// Delivers a batch of publications relayed from another replica to this replica's
+/// subscribers.
+pub type RelayedEventsFn = Arc<dyn Fn(Vec<WireEvent>) + Send + Sync>;
+
+/// What the service answers with besides the replica: the management API (node calls) and
+/// the router (relayed publications), both built before the service starts.
+pub struct PeerService {
+    replica: Arc<Replica>,
+    node_calls: NodeCallFn,
+    relayed_events: RelayedEventsFn,
 }
 
-impl From<Payload> for WirePayload {
-    fn from(p: Payload) -> WirePayload {
-        WirePayload {
-            args: p.args,
-            kwargs: p.kwargs.map(Value::Dict),
+impl PeerService {
+    pub fn new(
+        replica: Arc<Replica>,
+        node_calls: NodeCallFn,
+        relayed_events: RelayedEventsFn,
+    ) -> PeerService {
+        PeerService {
+            replica,
+            node_calls,
+            relayed_events,
         }
     }
 }
 
-impl From<WirePayload> for Payload {
-    fn from(p: WirePayload) -> Payload {
-        Payload {
-            args: p.args,
-            kwargs: match p.kwargs {
-                Some(Value::Dict(d)) => Some(d),
-                _ => None,
-            },
-        }
-    }
-}
-
-/// The answer to a routed node call: the result, or (error URI, error payload).
-pub type WireResult = Result<WirePayload, (String, WirePayload)>;
-
-/// The error of a routed call that the remote replica could not answer at all.
-pub fn unreachable(replica: u64, e: impl std::fmt::Display) -> CallError {
-    CallError::new(
-        "wamp.error.no_such_procedure",
-        format!("replica {replica} holding the node's session cannot be reached: {e}"),
-    )
-}
+const BACKUP_CHUNK: usize = 1 << 20;
 
 #[tonic::async_trait]
 impl pb::peer_server::Peer for PeerService {
@@ -252,24 +178,20 @@ impl pb::peer_server::Peer for PeerService {
         let call = req.into_inner();
         let payload: WirePayload = codec::decode(&call.payload)
             .map_err(|e| Status::invalid_argument(format!("bad payload: {e}")))?;
-        let Some(answer) = self.replica.node_calls.get() else {
-            return Err(Status::unavailable(
-                "this replica does not serve node calls yet",
-            ));
-        };
         let timeout = Duration::from_millis(call.timeout_ms.clamp(1, 600_000));
-        let res: WireResult = answer(call.realm, call.procedure, payload.into(), timeout)
-            .await
-            .map(WirePayload::from)
-            .map_err(|e| {
-                let uri = e.uri.clone();
-                let payload = e
-                    .payload
-                    .clone()
-                    .map(|p| *p)
-                    .unwrap_or_else(|| Payload::args(vec![Value::Str(e.message.clone())]));
-                (uri, WirePayload::from(payload))
-            });
+        let res: WireResult =
+            (self.node_calls)(call.realm, call.procedure, payload.into(), timeout)
+                .await
+                .map(WirePayload::from)
+                .map_err(|e| {
+                    let uri = e.uri.clone();
+                    let payload = e
+                        .payload
+                        .clone()
+                        .map(|p| *p)
+                        .unwrap_or_else(|| Payload::args(vec![Value::Str(e.message.clone())]));
+                    (uri, WirePayload::from(payload))
+                });
         Ok(Response::new(pb::NodeCallReply {
             result: codec::encode(&res),
         }))
@@ -280,12 +202,9 @@ impl pb::peer_server::Peer for PeerService {
         req: Request<pb::RelayedEvents>,
     ) -> Result<Response<pb::RelayedEventsReply>, Status> {
         let batch = req.into_inner();
-        let events: Vec<relay::WireEvent> = codec::decode(&batch.events)
+        let events: Vec<WireEvent> = codec::decode(&batch.events)
             .map_err(|e| Status::invalid_argument(format!("bad relayed events: {e}")))?;
-        // Before the router is up there is no one to deliver to.
-        if let Some(deliver) = self.replica.relayed_events.get() {
-            deliver(events);
-        }
+        (self.relayed_events)(events);
         Ok(Response::new(pb::RelayedEventsReply {}))
     }
 
@@ -309,18 +228,22 @@ impl pb::peer_server::Peer for PeerService {
     }
 }
 
-/// Serves the peer service until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, replica: Arc<Replica>) -> anyhow::Result<()> {
+/// Serves the peer service until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: PeerService,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::debug!("peer service on {local}");
     tonic::transport::Server::builder()
         .add_service(
-            pb::peer_server::PeerServer::new(PeerService::new(replica))
+            pb::peer_server::PeerServer::new(service)
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
         )
-        .serve_with_incoming(incoming)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }

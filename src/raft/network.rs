@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{NodeId, TypeConfig};
-use crate::peer::{Clients, pb};
+use crate::rpc::{Clients, pb};
 
 #[derive(Clone)]
 pub struct Network {

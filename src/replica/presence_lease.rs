@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Replica;
-use crate::peer::pb;
 use crate::raft::NodeId;
+use crate::rpc::pb;
 use crate::store::Command;
 use crate::store::model::Presence;
 

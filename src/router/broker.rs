@@ -141,7 +141,7 @@ impl State {
                     uri: topic.clone(),
                     policy,
                     subscribers: Vec::new(),
-                    created: super::now_iso(),
+                    created: crate::clock::now_iso(),
                 };
                 self.broker.subs.insert(id, sub);
                 self.broker.index.insert(policy, topic, id);
@@ -330,7 +330,7 @@ impl State {
 
     /// Hands a publication to the relay.
     pub(crate) fn relay_out(&self, topic: &str, options: &Dict, details: &Dict, payload: &Payload) {
-        if let Some(relay) = self.relay.relay.get() {
+        if let Some(relay) = &self.relay.relay {
             relay.relay(&self.relay.realm, topic, options, details, payload);
         }
     }

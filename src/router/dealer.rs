@@ -180,7 +180,7 @@ impl State {
                     invoke,
                     callees: vec![sid],
                     next_rr: 0,
-                    created: super::now_iso(),
+                    created: crate::clock::now_iso(),
                     disclose_caller: options
                         .get("disclose_caller")
                         .and_then(Value::as_bool)

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Realm;
 use super::session_info::SessionInfo;
 use crate::transport::Outgoing;
+pub use crate::wamp::CallError;
 use crate::wamp::message::code;
 use crate::wamp::{Dict, Id, Message, Payload, Value, random_id};
 
@@ -43,45 +44,6 @@ impl Invocation {
     }
     pub fn caller_authrole(&self) -> Option<&str> {
         self.details.get("caller_authrole").and_then(Value::as_str)
-    }
-}
-
-/// A backend's refusal: an ERROR with this URI and a message as the first argument, or
-/// with `payload` unchanged when it passes on another callee's error.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallError {
-    pub uri: String,
-    pub message: String,
-    pub payload: Option<Box<Payload>>,
-}
-
-impl CallError {
-    pub fn new(uri: &str, message: impl Into<String>) -> CallError {
-        CallError {
-            uri: uri.to_owned(),
-            message: message.into(),
-            payload: None,
-        }
-    }
-
-    /// An error received from another callee, passed on with its arguments.
-    pub fn passed_on(uri: String, payload: Payload) -> CallError {
-        let message = match &payload.args {
-            Some(Value::List(l)) => l.first().and_then(Value::as_str).unwrap_or("").to_owned(),
-            _ => String::new(),
-        };
-        CallError {
-            uri,
-            message,
-            payload: Some(Box::new(payload)),
-        }
-    }
-
-    fn into_payload(self) -> Payload {
-        self.payload.map(|p| *p).unwrap_or_else(|| Payload {
-            args: Some(Value::List(vec![Value::Str(self.message)])),
-            kwargs: None,
-        })
     }
 }
 
@@ -197,7 +159,7 @@ impl InternalSession {
             protocol: PROTOCOL.into(),
             callee_call_canceling: false,
             callee_progressive_results: false,
-            joined: super::now_iso(),
+            joined: crate::clock::now_iso(),
         };
         realm.attach(info, tx, Arc::new(tokio::sync::Notify::new()));
         InternalSession {

@@ -1,5 +1,6 @@
 //! Realms, sessions, the dealer and the broker, role permissions and the meta API.
 
+pub mod authenticator;
 mod broker;
 pub use broker::AUDIENCE_OPTIONS;
 mod dealer;
@@ -16,8 +17,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::auth::Authenticator;
 use crate::wamp::{Dict, Payload};
+use authenticator::Authenticator;
 pub use realm::Realm;
 pub use role::{Permission, Role};
 pub use session::Session;
@@ -53,22 +54,22 @@ pub trait PublicationRelay: Send + Sync {
     fn relay(&self, realm: &str, topic: &str, options: &Dict, details: &Dict, payload: &Payload);
 }
 
-/// Set once the cluster side is up; realms created before see it too.
-pub type SharedRelay = Arc<std::sync::OnceLock<Arc<dyn PublicationRelay>>>;
+/// The relay every realm of a router hands its publications to; none for a router that
+/// has no peers (tests, tools).
+pub type SharedRelay = Option<Arc<dyn PublicationRelay>>;
 
 impl Router {
-    pub fn new(authenticator: Arc<dyn Authenticator>, options: RouterOptions) -> Arc<Router> {
+    pub fn new(
+        authenticator: Arc<dyn Authenticator>,
+        options: RouterOptions,
+        relay: SharedRelay,
+    ) -> Arc<Router> {
         Arc::new(Router {
             realms: RwLock::new(HashMap::new()),
             authenticator,
             options,
-            relay: SharedRelay::default(),
+            relay,
         })
-    }
-
-    /// Installs the relay to the other replicas (once).
-    pub fn set_relay(&self, relay: Arc<dyn PublicationRelay>) {
-        let _ = self.relay.set(relay);
     }
 
     pub fn add_realm(&self, spec: RealmSpec) -> Arc<Realm> {
@@ -107,9 +108,4 @@ impl Router {
     pub fn session_count(&self) -> usize {
         self.realms.read().values().map(|r| r.session_count()).sum()
     }
-}
-
-/// ISO-8601 UTC timestamp, as Crossbar writes `created` fields.
-pub fn now_iso() -> String {
-    crate::auth::keyfile::chrono_like_now()
 }

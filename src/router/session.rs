@@ -6,10 +6,11 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 
 use super::Router;
+use super::authenticator::{Decision, Denied, HelloRequest};
 use super::realm::Realm;
 use super::session_info::{Outbound, Outgoing, SessionInfo};
-use crate::auth::{Decision, Denied, HelloRequest, cryptosign};
 use crate::transport::{Flow, SessionHandler};
+use crate::wamp::cryptosign;
 use crate::wamp::{Dict, Id, Message, Protocol, Value, errors, options};
 
 struct Challenged {
@@ -185,7 +186,7 @@ impl Session {
             protocol: self.protocol.to_string(),
             callee_call_canceling: feature("callee", "call_canceling"),
             callee_progressive_results: feature("callee", "progressive_call_results"),
-            joined: super::now_iso(),
+            joined: crate::clock::now_iso(),
         };
         let details = crate::dict! {
             "realm" => p.realm.as_str(),

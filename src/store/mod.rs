@@ -250,25 +250,6 @@ pub enum ApplyError {
     InvalidArgument(String),
 }
 
-impl ApplyError {
-    /// The WAMP error URI the management API answers with (spec §9).
-    pub fn uri(&self) -> &'static str {
-        match self {
-            ApplyError::NoSuchObject { .. } => "crossbar.error.no_such_object",
-            ApplyError::Duplicate { .. } | ApplyError::AlreadyExists { .. } => {
-                "crossbar.error.already_exists"
-            }
-            ApplyError::DependentObjects { .. } => "crossbar.error.dependent_objects",
-            ApplyError::NotStopped { .. } => "crossbar.error.not_stopped",
-            ApplyError::CannotStart { .. } => "crossbar.error.cannot_start",
-            ApplyError::CannotStop { .. } => "crossbar.error.cannot_stop",
-            ApplyError::NodeAlreadyPaired { .. } => "fabric.node-already-paired",
-            ApplyError::NodeNotPaired { .. } => "fabric.node-not-paired",
-            ApplyError::InvalidArgument(_) => "wamp.error.invalid_argument",
-        }
-    }
-}
-
 /// The result of applying one command: the affected object as JSON, or a refusal.
 pub type Applied = Result<serde_json::Value, ApplyError>;
 

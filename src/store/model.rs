@@ -15,10 +15,49 @@ pub type Extra = serde_json::Map<String, serde_json::Value>;
 pub type Json = serde_json::Value;
 
 /// Roles a user can hold on a management realm or an organization (cfxdb `UserRole`).
-pub const ROLE_OWNER: u8 = 1;
-pub const ROLE_ADMIN: u8 = 2;
-pub const ROLE_USER: u8 = 3;
-pub const ROLE_GUEST: u8 = 4;
+/// Records store the code (`u8`), the wire and the router use the name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UserRole {
+    Owner = 1,
+    Admin = 2,
+    User = 3,
+    Guest = 4,
+}
+
+impl UserRole {
+    pub const ALL: [UserRole; 4] = [
+        UserRole::Owner,
+        UserRole::Admin,
+        UserRole::User,
+        UserRole::Guest,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UserRole::Owner => "owner",
+            UserRole::Admin => "admin",
+            UserRole::User => "user",
+            UserRole::Guest => "guest",
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<UserRole> {
+        UserRole::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    pub fn from_name(name: &str) -> Option<UserRole> {
+        UserRole::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+pub const ROLE_OWNER: u8 = UserRole::Owner as u8;
+pub const ROLE_ADMIN: u8 = UserRole::Admin as u8;
+pub const ROLE_USER: u8 = UserRole::User as u8;
+pub const ROLE_GUEST: u8 = UserRole::Guest as u8;
 
 /// Activation token types and states (cfxdb `ActivationToken`).
 pub const TOKEN_REGISTRATION: u8 = 1;

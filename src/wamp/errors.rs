@@ -1,4 +1,6 @@
-//! Error and close reason URIs used by the router.
+//! Every error and close reason URI the master answers with, in one table: WAMP's own, then
+//! Crossbar.io's and the master's (spec §9). Names are distinct: `NOT_AUTHORIZED` is WAMP's,
+//! `FABRIC_NOT_AUTHORIZED` the master's.
 
 pub const INVALID_URI: &str = "wamp.error.invalid_uri";
 pub const NO_SUCH_PROCEDURE: &str = "wamp.error.no_such_procedure";
@@ -19,6 +21,24 @@ pub const OPTION_NOT_ALLOWED: &str = "wamp.error.option_not_allowed";
 pub const PROTOCOL_VIOLATION: &str = "wamp.error.protocol_violation";
 pub const RUNTIME_ERROR: &str = "wamp.error.runtime_error";
 pub const UNAVAILABLE: &str = "wamp.error.unavailable";
+pub const INVALID_CONFIGURATION: &str = "wamp.error.invalid_configuration";
+
+// Crossbar.io's object errors (spec §9).
+pub const NO_SUCH_OBJECT: &str = "crossbar.error.no_such_object";
+pub const ALREADY_EXISTS: &str = "crossbar.error.already_exists";
+pub const DEPENDENT_OBJECTS: &str = "crossbar.error.dependent_objects";
+pub const NOT_STOPPED: &str = "crossbar.error.not_stopped";
+pub const CANNOT_START: &str = "crossbar.error.cannot_start";
+pub const CANNOT_STOP: &str = "crossbar.error.cannot_stop";
+pub const ALREADY_RUNNING: &str = "crossbar.error.already_running";
+pub const NO_SUCH_WORKER: &str = "crossbar.error.no_such_worker";
+pub const INVALID_CONFIG: &str = "crossbar.error.invalid_config";
+
+// The master's own.
+pub const FABRIC_NOT_AUTHORIZED: &str = "fabric.not-authorized";
+pub const NO_QUORUM: &str = "fabric.error.no-quorum";
+pub const NODE_ALREADY_PAIRED: &str = "fabric.node-already-paired";
+pub const NODE_NOT_PAIRED: &str = "fabric.node-not-paired";
 
 pub const CLOSE_NORMAL: &str = "wamp.close.normal";
 pub const CLOSE_GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";

@@ -1,5 +1,7 @@
 //! WAMP v2: messages, serializers, URI rules and error URIs. Pure code, no I/O.
 
+pub mod call_error;
+pub mod cryptosign;
 pub mod errors;
 pub mod message;
 pub mod options;
@@ -7,6 +9,7 @@ pub mod serializer;
 pub mod uri;
 pub mod value;
 
+pub use call_error::CallError;
 pub use message::{Id, Message, MessageError, Payload};
 pub use serializer::{CodecError, Protocol, Serializer};
 pub use value::{Dict, JsonValue, List, Value};

@@ -1,4 +1,4 @@
-//! Publications relayed among replicas: a client connected to one replica subscribes, the
+//! Publications relayed among replicas (the sending side; `peer` receives): a client connected to one replica subscribes, the
 //! publisher (an edge node, another client, a management call served elsewhere) is on
 //! another. Each replica sends what its own sessions publish to every other member, one
 //! ordered queue per peer; the receiver delivers to its local subscribers and relays nothing.
@@ -13,11 +13,10 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
-use super::WirePayload;
-use super::pb;
 use crate::raft::{NodeId, codec};
 use crate::replica::Replica;
 use crate::router::{AUDIENCE_OPTIONS, PublicationRelay};
+use crate::rpc::{WireEvent, WirePayload, pb};
 use crate::wamp::{Dict, Payload, Value};
 
 /// Events waiting for one peer before new ones are dropped.
@@ -26,42 +25,6 @@ const QUEUE: usize = 16_384;
 const BATCH: usize = 512;
 /// A peer that does not take a batch within this long loses it.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Delivers a batch of relayed events to this replica's subscribers.
-pub type RelayedEventsFn = Arc<dyn Fn(Vec<WireEvent>) + Send + Sync>;
-
-/// One publication as it travels between replicas.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct WireEvent {
-    pub realm: String,
-    pub topic: String,
-    /// The PUBLISH options that pick the audience (a `Value::Dict`).
-    pub options: Value,
-    /// Details every event carries (publisher disclosure), a `Value::Dict`.
-    pub details: Value,
-    pub payload: WirePayload,
-}
-
-impl WireEvent {
-    pub fn into_parts(self) -> (String, String, Dict, Dict, Payload) {
-        let options = dict_of(&self.options);
-        let details = dict_of(&self.details);
-        (
-            self.realm,
-            self.topic,
-            options,
-            details,
-            self.payload.into(),
-        )
-    }
-}
-
-fn dict_of(v: &Value) -> Dict {
-    match v {
-        Value::Dict(d) => d.clone(),
-        _ => Dict::new(),
-    }
-}
 
 struct Peer {
     id: NodeId,

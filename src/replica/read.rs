@@ -1,0 +1,154 @@
+//! Linearizable reads: a leader read lease, or a read index shared by every read waiting
+//! for one; and what is built on them (queries for the CLI, backups).
+
+use std::time::Instant;
+
+use openraft::ServerState;
+use redb::ReadableDatabase;
+
+use super::{Query, ReadError, Replica};
+use crate::rpc::pb;
+use crate::store::{Reader, StoreError};
+
+impl Replica {
+    /// Waits until this replica's state reflects every write acknowledged before the call.
+    pub async fn linearize(&self) -> Result<(), ReadError> {
+        if self.holds_read_lease() {
+            return Ok(());
+        }
+        let index = self.shared_read_index().await?;
+        let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index);
+        if applied >= index {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(self.write_timeout))
+            .applied_index_at_least(index, "linearizable read")
+            .await
+            .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
+        Ok(())
+    }
+
+    /// A leader that a quorum acknowledged less than `READ_LEASE` ago answers reads from its
+    /// own state: no other leader can have been elected in the meantime (that takes at least
+    /// the minimum election timeout, which the lease stays well below), and every write it
+    /// acknowledged was applied before the acknowledgement. Entries it holds but has not
+    /// applied yet (a leader restored after a restart) send the read the slow way.
+    /// Whether this replica leads the cluster right now.
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    fn holds_read_lease(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader
+            && m.current_leader == Some(self.id)
+            && m.millis_since_quorum_ack
+                .is_some_and(|ms| ms < crate::raft::READ_LEASE.as_millis() as u64)
+            && m.last_applied.map(|l| l.index) >= m.last_log_index
+    }
+
+    /// A read index obtained after this call began, shared with every read waiting for one.
+    ///
+    /// A confirmation round (a quorum heartbeat on the leader, one RPC from a follower)
+    /// serves all reads that were already waiting when it started, so concurrent reads cost
+    /// one round per round trip instead of one each.
+    async fn shared_read_index(&self) -> Result<Option<u64>, ReadError> {
+        let asked = Instant::now();
+        let mut last = self.last_read_index.lock().await;
+        if let Some((started, index)) = *last
+            && started >= asked
+        {
+            return Ok(index);
+        }
+        let started = Instant::now();
+        let index = self.fetch_read_index().await?;
+        *last = Some((started, index));
+        Ok(index)
+    }
+
+    async fn fetch_read_index(&self) -> Result<Option<u64>, ReadError> {
+        let timeout = self.write_timeout;
+        match self.leader_addr() {
+            Some((leader, _)) if leader == self.id => {
+                self.leader_read_index().await.map_err(ReadError::NoQuorum)
+            }
+            Some((_, addr)) => {
+                let mut client = self
+                    .clients
+                    .get(&addr)
+                    .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
+                let mut req = tonic::Request::new(pb::ReadIndexRequest {});
+                req.set_timeout(timeout);
+                Ok(client
+                    .read_index(req)
+                    .await
+                    .map_err(|e| ReadError::NoQuorum(e.message().to_string()))?
+                    .into_inner()
+                    .index)
+            }
+            None => Err(ReadError::NoQuorum("no leader".into())),
+        }
+    }
+
+    /// The log index a linearizable read must wait for, decided on the leader.
+    ///
+    /// openraft confirms leadership with a quorum and proposes its commit index, but a
+    /// leader restored after a restart keeps its term without a new entry, and its commit
+    /// index may then trail writes that were acknowledged before the crash. Every
+    /// acknowledged write is in the leader's log, so waiting for the last log index to be
+    /// applied is always enough.
+    pub async fn leader_read_index(&self) -> Result<Option<u64>, String> {
+        let (read, _) = tokio::time::timeout(self.write_timeout, self.raft.get_read_log_id())
+            .await
+            .map_err(|_| "leadership not confirmed in time".to_string())?
+            .map_err(|e| e.to_string())?;
+        let last = self.raft.metrics().borrow().last_log_index;
+        Ok(read.map(|l| l.index).max(last))
+    }
+
+    /// A consistent view of the local state, without a freshness check.
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        Ok(Reader::new(txn))
+    }
+
+    /// A linearizable view: it contains every write acknowledged before the call.
+    pub async fn read(&self) -> Result<Reader, ReadError> {
+        self.linearize().await?;
+        Ok(self.reader()?)
+    }
+
+    pub async fn query(&self, q: Query) -> Result<serde_json::Value, String> {
+        let r = self.read().await.map_err(|e| e.to_string())?;
+        let out = match q {
+            Query::Get { kind, key } => r
+                .get_json(kind, &key)
+                .map(|v| v.unwrap_or(serde_json::Value::Null)),
+            Query::List { kind, prefix } => r
+                .list_json(kind, &prefix)
+                .map(|items| serde_json::Value::Array(items.into_iter().map(|(_, v)| v).collect())),
+            Query::Count { kind } => r.count(kind).map(serde_json::Value::from),
+            Query::Lookup { index, key } => r.index_keys(index, &key).map(|keys| {
+                serde_json::Value::Array(keys.into_iter().map(serde_json::Value::String).collect())
+            }),
+        };
+        out.map_err(|e| e.to_string())
+    }
+
+    /// A consistent dump of the state after a linearizable read.
+    pub async fn backup(&self) -> Result<Vec<u8>, ReadError> {
+        self.linearize().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            crate::store::snapshot::dump(&txn)
+        })
+        .await
+        .map_err(|e| ReadError::NoQuorum(e.to_string()))?
+        .map_err(ReadError::Store)
+    }
+}

@@ -1,0 +1,318 @@
+//! Wires the replica, the router with its authenticator, the management API, the peer
+//! service and the WebSocket transport into a running master: `run(settings, listeners,
+//! shutdown)`, so tests can run a master in-process.
+
+mod settings;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+
+pub use settings::{ClusterSettings, Formation, STATE_FILE, Settings, SmtpSettings};
+
+use crate::auth::mailer::Mailer;
+use crate::auth::{AnonymousRealm, StateAuthenticator, StaticAuthenticator, keyfile};
+use crate::config::{RealmConfig, global_realm};
+use crate::peer::{PeerService, RelayedEventsFn};
+use crate::relay::EventRelay;
+use crate::replica::Replica;
+use crate::router::{Router, RouterOptions, Session};
+use crate::transport::{self, Acceptor, Outgoing};
+use crate::wamp::Protocol;
+
+/// The transport's view of the router.
+pub struct Gateway {
+    router: Arc<Router>,
+    replica: Arc<Replica>,
+    ready: AtomicBool,
+}
+
+impl Acceptor for Gateway {
+    type Handler = Session;
+
+    fn open(
+        &self,
+        peer: SocketAddr,
+        protocol: Protocol,
+    ) -> (Session, mpsc::Receiver<Outgoing>, Arc<Notify>) {
+        Session::open(self.router.clone(), peer, protocol)
+    }
+
+    fn ready(&self) -> bool {
+        // Not ready while shutting down, or while this replica cannot commit writes.
+        self.ready.load(Ordering::Relaxed) && self.replica.has_quorum()
+    }
+
+    fn metrics(&self) -> String {
+        let s = self.replica.status();
+        format!(
+            "# TYPE fabric_sessions gauge\nfabric_sessions {}\n# TYPE fabric_realms gauge\nfabric_realms {}\n\
+             # TYPE fabric_raft_is_leader gauge\nfabric_raft_is_leader {}\n\
+             # TYPE fabric_raft_has_quorum gauge\nfabric_raft_has_quorum {}\n\
+             # TYPE fabric_raft_term gauge\nfabric_raft_term {}\n\
+             # TYPE fabric_raft_last_applied gauge\nfabric_raft_last_applied {}\n\
+             # TYPE fabric_raft_voters gauge\nfabric_raft_voters {}\n",
+            self.router.session_count(),
+            self.router.realm_names().len(),
+            u8::from(s.leader == Some(s.id)),
+            u8::from(s.has_quorum),
+            s.term,
+            s.last_applied.unwrap_or(0),
+            s.voters.len(),
+        )
+    }
+}
+
+/// Superuser keys: the configured files, or one generated in the data dir on first start.
+fn superuser_keys(settings: &Settings) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+    let mut paths = settings.superusers.clone();
+    if paths.is_empty() {
+        let pub_path = settings.data_dir.join("superuser.pub");
+        if !pub_path.exists() {
+            let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+            keyfile::write_key_pair(&settings.data_dir, "superuser", &key, "superuser")?;
+            tracing::info!(
+                "generated superuser key {}",
+                settings.data_dir.join("superuser.priv").display()
+            );
+        }
+        paths.push(pub_path);
+    }
+    paths
+        .iter()
+        .map(|p| {
+            keyfile::read_public_key(p)
+                .with_context(|| format!("loading superuser key {}", p.display()))
+        })
+        .collect()
+}
+
+/// The sockets a master serves on, bound before it starts (tests bind port 0).
+pub struct Listeners {
+    /// WebSocket clients, `/healthz`, `/readyz`, `/metrics`.
+    pub ws: TcpListener,
+    /// The peer gRPC service.
+    pub peer: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(settings: &Settings) -> anyhow::Result<Listeners> {
+        let peer = TcpListener::bind(settings.cluster.peer_listen)
+            .await
+            .with_context(|| format!("binding peer address {}", settings.cluster.peer_listen))?;
+        let ws = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        Ok(Listeners { ws, peer })
+    }
+}
+
+/// Binds the configured addresses and serves until SIGTERM or SIGINT.
+pub async fn start(settings: Settings) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&settings).await?;
+    run(settings, listeners, async {
+        match shutdown_signal().await {
+            Ok(name) => tracing::info!("{name} received"),
+            Err(e) => tracing::error!("cannot listen for signals: {e}"),
+        }
+    })
+    .await
+}
+
+/// Runs a master on bound listeners until `shutdown` completes, then closes every session
+/// with `wamp.close.system_shutdown`.
+///
+/// Construction follows the layers: the replica, then the router with its authenticator
+/// and relay, then the management API; the peer service starts once everything it answers
+/// for exists, and only then does the replica enter its cluster.
+pub async fn run(
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let realms = configured_realms(&settings)?;
+    let superusers = superuser_keys(&settings)?;
+    let mailer = match &settings.smtp {
+        Some(smtp) => {
+            let mailer = Mailer::new(&smtp.url, &smtp.from).context("SMTP settings")?;
+            tracing::info!("activation codes are mailed from {}", smtp.from);
+            Some(Arc::new(mailer))
+        }
+        None => None,
+    };
+    let advertise = match &settings.cluster.advertise {
+        Some(a) => a.clone(),
+        None => listeners.peer.local_addr()?.to_string(),
+    };
+    let replica = open_replica(&settings, advertise).await?;
+    let anonymous = realms
+        .iter()
+        .map(|r| AnonymousRealm {
+            realm: r.name.clone(),
+            role: r.anonymous_role.clone(),
+        })
+        .collect();
+    let authenticator = Arc::new(StateAuthenticator::new(
+        StaticAuthenticator::new(superusers.clone(), anonymous),
+        superusers,
+        replica.clone(),
+        mailer,
+    ));
+    let router = Router::new(
+        authenticator,
+        RouterOptions {
+            node_name: settings.node_name.clone(),
+            outbox_capacity: settings.outbox_capacity,
+            default_call_timeout_ms: settings.call_timeout_ms,
+        },
+        Some(EventRelay::start(replica.clone())),
+    );
+    for r in &realms {
+        router.add_realm(r.spec());
+    }
+    let api = crate::api::start(&router, replica.clone())
+        .await
+        .context("starting the management backends")?;
+    let peer_service = PeerService::new(
+        replica.clone(),
+        api.node_calls(),
+        deliver_relayed_events(&router),
+    );
+    let (peer_stop, peer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let peer_server = tokio::spawn(async move {
+        let stopped = async {
+            let _ = peer_stopped.await;
+        };
+        if let Err(e) = crate::peer::serve(listeners.peer, peer_service, stopped).await {
+            tracing::error!("peer service stopped: {e:#}");
+        }
+    });
+    enter_cluster(&replica, &settings.cluster.formation).await?;
+    crate::replica::presence_lease::spawn(replica.clone(), settings.cluster.presence_lease);
+    api.forget_earlier_sessions().await;
+    let local = listeners.ws.local_addr()?;
+    let gateway = Arc::new(Gateway {
+        router: router.clone(),
+        replica: replica.clone(),
+        ready: AtomicBool::new(true),
+    });
+    tracing::info!(
+        "fabric-master ready on ws://{local}/ws (realms: {}) in {} ms",
+        realms
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        started.elapsed().as_millis()
+    );
+    tokio::select! {
+        served = transport::serve(listeners.ws, gateway.clone(), settings.transport) => served?,
+        () = shutdown => {
+            // Stop taking connections, tell every session, give the GOODBYEs a moment to leave.
+            gateway.ready.store(false, Ordering::Relaxed);
+            let closed = router.close_all(crate::wamp::errors::CLOSE_SYSTEM_SHUTDOWN, "the master is shutting down");
+            tracing::info!("closed {closed} sessions, shutting down");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let _ = peer_stop.send(());
+    let _ = peer_server.await;
+    replica.shutdown().await;
+    Ok(())
+}
+
+/// The global realm and the realms of the config file.
+fn configured_realms(settings: &Settings) -> anyhow::Result<Vec<RealmConfig>> {
+    let mut realms = vec![global_realm()];
+    for r in settings.realms.iter() {
+        r.validate()?;
+        if r.name == crate::auth::GLOBAL_REALM {
+            anyhow::bail!("realm {} is built in and cannot be configured", r.name);
+        }
+    }
+    realms.extend(settings.realms.iter().map(|r| RealmConfig {
+        name: r.name.clone(),
+        anonymous_role: r.anonymous_role.clone(),
+        roles: r.roles.clone(),
+    }));
+    Ok(realms)
+}
+
+/// Publications relayed from the other replicas go to this router's subscribers.
+fn deliver_relayed_events(router: &Arc<Router>) -> RelayedEventsFn {
+    let router = Arc::downgrade(router);
+    Arc::new(move |events| {
+        let Some(router) = router.upgrade() else {
+            return;
+        };
+        for event in events {
+            let (realm, topic, options, details, payload) = event.into_parts();
+            // A realm not (yet) created here has no subscribers to miss the event.
+            if let Some(realm) = router.realm(&realm) {
+                realm.publish_relayed(&topic, &options, details, payload);
+            }
+        }
+    })
+}
+
+/// Opens the replica's state (its raft node starts, not yet serving peers).
+async fn open_replica(settings: &Settings, advertise: String) -> anyhow::Result<Arc<Replica>> {
+    let c = &settings.cluster;
+    let path = settings.data_dir.join(STATE_FILE);
+    let db =
+        crate::raft::open_database(&path).with_context(|| format!("opening {}", path.display()))?;
+    Replica::open(c.node_id, advertise, db, c.write_timeout).await
+}
+
+/// Resumes with the stored membership, forms a new cluster, or joins one in the background
+/// (meanwhile the replica serves and says "not ready").
+async fn enter_cluster(replica: &Arc<Replica>, formation: &Formation) -> anyhow::Result<()> {
+    let id = replica.id;
+    let advertise = &replica.advertise;
+    if replica.raft.is_initialized().await? {
+        tracing::info!("replica {id} resumes with its data ({advertise})");
+        return Ok(());
+    }
+    match formation {
+        Formation::Single | Formation::Bootstrap => {
+            replica.bootstrap().await?;
+            tracing::info!("replica {id} formed a new cluster ({advertise})");
+        }
+        Formation::Join(seeds) => {
+            let seeds = seeds.clone();
+            let replica = replica.clone();
+            tokio::spawn(async move {
+                for attempt in 0u64.. {
+                    let seed = &seeds[(attempt as usize) % seeds.len()];
+                    match replica.join_via(seed).await {
+                        Ok(()) => {
+                            tracing::info!("replica {} joined through {seed}", replica.id);
+                            return;
+                        }
+                        Err(e) => tracing::warn!("joining through {seed}: {e:#}"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,103 @@
+//! What `fabric-master start` runs with, after flags, environment and file are merged.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{FileConfig, RealmConfig};
+use crate::transport::TransportConfig;
+
+/// The replica's redb file inside the data dir.
+pub const STATE_FILE: &str = "state.redb";
+
+/// How a replica enters its cluster on first start.
+#[derive(Debug, Clone)]
+pub enum Formation {
+    /// No cluster flags: a one-voter cluster of its own.
+    Single,
+    /// Form a new cluster (explicit `--bootstrap`, or StatefulSet ordinal 0).
+    Bootstrap,
+    /// Ask one of these replicas to take it in.
+    Join(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub node_id: u64,
+    pub peer_listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub formation: Formation,
+    pub write_timeout: Duration,
+    /// How long a replica holding node sessions may go unheard before the leader drops
+    /// their presence.
+    pub presence_lease: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_id: 1,
+            peer_listen: "127.0.0.1:9401".parse().expect("valid default"),
+            advertise: None,
+            formation: Formation::Single,
+            write_timeout: Duration::from_secs(5),
+            presence_lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything `fabric-master start` needs, after flags, environment and file are merged.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub superusers: Vec<PathBuf>,
+    pub node_name: String,
+    pub transport: TransportConfig,
+    pub call_timeout_ms: Option<u64>,
+    pub outbox_capacity: usize,
+    pub realms: Vec<RealmConfig>,
+    pub smtp: Option<SmtpSettings>,
+    pub cluster: ClusterSettings,
+}
+
+/// Where activation codes are mailed from.
+#[derive(Clone, Debug)]
+pub struct SmtpSettings {
+    pub url: String,
+    pub from: String,
+}
+
+impl Settings {
+    pub fn from_file(file: FileConfig) -> Settings {
+        let defaults = TransportConfig::default();
+        let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
+        Settings {
+            listen: file
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:9000".parse().expect("valid default")),
+            data_dir: file
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(".fabric-master")),
+            superusers: file.superuser,
+            node_name: file.node_name.unwrap_or_else(|| "fabric-master".into()),
+            transport: TransportConfig {
+                max_message_size: file.max_message_size.unwrap_or(defaults.max_message_size),
+                ping_interval: ms(file.ping_interval_ms, defaults.ping_interval),
+                ping_timeout: ms(file.ping_timeout_ms, defaults.ping_timeout),
+                hello_timeout: ms(file.hello_timeout_ms, defaults.hello_timeout),
+                handshake_timeout: defaults.handshake_timeout,
+            },
+            call_timeout_ms: file.call_timeout_ms.filter(|t| *t > 0),
+            outbox_capacity: file.outbox_capacity.unwrap_or(65_536),
+            realms: file.realms,
+            smtp: file.smtp_url.map(|url| SmtpSettings {
+                url,
+                from: file
+                    .smtp_from
+                    .unwrap_or_else(|| "fabric-master@localhost".into()),
+            }),
+            cluster: ClusterSettings::default(),
+        }
+    }
+}
