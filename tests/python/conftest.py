@@ -11,6 +11,10 @@
   given serializer and auth, bounded waits everywhere.
 * ``RawWamp``: a raw WebSocket WAMP client (``websockets`` package, JSON or
   msgpack/cbor framing done by hand) for wire-level and bad-input tests.
+
+Polling with a deadline lives in waiting.py; management-realm, user and simulated-node helpers
+in mgmt.py, users.py and simnode.py. Test modules import helpers from these, never from each
+other.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -43,6 +46,8 @@ from autobahn.wamp.serializer import (  # noqa: E402
     MsgPackSerializer,
 )
 from autobahn.wamp.types import ComponentConfig  # noqa: E402
+
+from waiting import WaitTimeout, wait_for  # noqa: E402
 
 DEFAULT_BIN = "/root/.cache/fabric-master-target/debug/fabric-master"
 BIN = os.environ.get("FABRIC_MASTER_BIN", DEFAULT_BIN)
@@ -197,8 +202,18 @@ def keys(tmp_path_factory) -> Keys:
 
 
 class Master:
-    def __init__(self, workdir: Path, superuser_pub: Path, extra_args=(), config_text: str | None = REALM1_CONFIG):
+    def __init__(
+        self,
+        workdir: Path,
+        superuser_pub: Path,
+        extra_args=(),
+        config_text: str | None = REALM1_CONFIG,
+        peer_port: int | None = None,
+    ):
+        """``peer_port``: a fixed replica-to-replica port (others ``--join`` it); any free one
+        by default."""
         self.workdir = workdir
+        self.peer_port = peer_port
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "fabric-master.log"
@@ -227,7 +242,7 @@ class Master:
             "--listen",
             f"127.0.0.1:{self.port}",
             "--peer-listen",
-            "127.0.0.1:0",
+            f"127.0.0.1:{self.peer_port or 0}",
             "--data-dir",
             str(self.data_dir),
             "--superuser",
@@ -238,6 +253,7 @@ class Master:
         return cmd + self.extra_args
 
     def start(self, ready_timeout: float = READY_TIMEOUT):
+        """Start the process and wait (blocking, bounded) for 200 on /readyz."""
         self.port = free_port()
         self._log_file = open(self.log_path, "ab")
         cmd = self.command()
@@ -250,30 +266,37 @@ class Master:
             stdin=subprocess.DEVNULL,
             cwd=str(self.workdir),
         )
-        deadline = time.monotonic() + ready_timeout
-        last = None
-        while time.monotonic() < deadline:
+        last = ["no answer yet"]
+
+        def ready_or_exited():
             if self.proc.poll() is not None:
-                self.stop()
-                pytest.fail(
-                    f"fabric-master exited early with code {self.proc.returncode}\n"
-                    f"command: {' '.join(cmd)}\n--- log tail ---\n{self.log_tail()}",
-                    pytrace=False,
-                )
-            try:
-                status, _ = http_get(self.http + "/readyz", timeout=1.0)
-                if status == 200:
-                    return self
-                last = f"HTTP {status}"
-            except OSError as e:
-                last = repr(e)
-            time.sleep(0.1)
-        self.stop()
-        pytest.fail(
-            f"fabric-master did not answer 200 on /readyz within {ready_timeout}s (last: {last})\n"
-            f"command: {' '.join(cmd)}\n--- log tail ---\n{self.log_tail()}",
-            pytrace=False,
-        )
+                return "exited"
+            status, _ = http_get(self.http + "/readyz", timeout=1.0)  # OSError: not listening yet
+            last[0] = f"HTTP {status}"
+            return "ready" if status == 200 else None
+
+        try:
+            outcome = wait_for(
+                ready_or_exited, ready_timeout, 0.1, what=lambda: f"200 on /readyz (last: {last[0]})",
+                retry_on=(OSError,),
+            )
+        except WaitTimeout as e:
+            self.stop()
+            pytest.fail(f"fabric-master did not get ready: {e}\ncommand: {' '.join(cmd)}\n"
+                        f"--- log tail ---\n{self.log_tail()}", pytrace=False)
+        if outcome == "exited":
+            self.stop()
+            pytest.fail(
+                f"fabric-master exited early with code {self.proc.returncode}\n"
+                f"command: {' '.join(cmd)}\n--- log tail ---\n{self.log_tail()}",
+                pytrace=False,
+            )
+        return self
+
+    async def start_async(self, ready_timeout: float = READY_TIMEOUT):
+        """``start`` for async code: the readiness poll runs in a worker thread, so the test's
+        event loop keeps serving its sessions meanwhile."""
+        return await asyncio.to_thread(self.start, ready_timeout)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -396,21 +419,6 @@ def aio(fn=None, *, timeout: float = 50.0):
 async def w(aw, timeout: float = STEP):
     """Await with a bound."""
     return await asyncio.wait_for(aw, timeout)
-
-
-async def wait_until(pred, timeout: float = STEP, interval: float = 0.02, what: str = "condition"):
-    """Poll ``pred()`` (sync or async) until true; bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = pred()
-        if asyncio.iscoroutine(r):
-            r = await r
-        if r:
-            return r
-        if time.monotonic() > deadline:
-            desc = what() if callable(what) else what
-            raise AssertionError(f"timed out after {timeout}s waiting for {desc}")
-        await asyncio.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------
@@ -690,18 +698,25 @@ class RawWamp:
         return self.decode(raw)
 
     async def recv_until(self, pred, timeout: float = STEP, limit: int = 100):
-        """Receive messages until pred(msg) is true; returns (msg, skipped)."""
+        """Receive messages until pred(msg) is true; returns (msg, skipped). At most ``limit``
+        messages, within ``timeout`` seconds in all."""
         skipped = []
-        deadline = time.monotonic() + timeout
-        for _ in range(limit):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            msg = await self.recv(left)
-            if pred(msg):
-                return msg, skipped
-            skipped.append(msg)
-        raise AssertionError(f"no matching message within {timeout}s; got {skipped!r}")
+
+        async def scan():
+            for _ in range(limit):
+                msg = self.decode(await self.ws.recv())
+                if pred(msg):
+                    return msg
+                skipped.append(msg)
+            return None
+
+        try:
+            msg = await asyncio.wait_for(scan(), timeout)
+        except asyncio.TimeoutError:
+            msg = None
+        if msg is None:
+            raise AssertionError(f"no matching message within {timeout}s / {limit} messages; got {skipped!r}")
+        return msg, skipped
 
     async def join_superuser(self, keypair: KeyPair, realm=FABRIC_REALM, authid=None, authrole=None):
         details = {"roles": self.ROLES, "authmethods": ["cryptosign"], "authextra": {"pubkey": keypair.pubkey_hex}}
@@ -722,26 +737,31 @@ class RawWamp:
         return msg
 
     async def expect_closed(self, timeout: float = STEP, limit: int = 100):
-        """Read until the connection closes (bounded). Returns (close_frame_or_None, messages)."""
+        """Read until the connection closes (at most ``limit`` messages, within ``timeout``
+        seconds in all). Returns (close_frame_or_None, messages)."""
         from websockets.exceptions import ConnectionClosed
 
         messages = []
-        deadline = time.monotonic() + timeout
-        for _ in range(limit):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                raw = await asyncio.wait_for(self.ws.recv(), left)
-            except ConnectionClosed as e:
-                return e.rcvd, messages
-            except asyncio.TimeoutError:
-                break
-            try:
-                messages.append(self.decode(raw))
-            except Exception:
-                messages.append(raw)
-        raise AssertionError(f"connection still open after {timeout}s; received {messages!r}")
+
+        async def drain():
+            for _ in range(limit):
+                try:
+                    raw = await self.ws.recv()
+                except ConnectionClosed as e:
+                    return e
+                try:
+                    messages.append(self.decode(raw))
+                except Exception:
+                    messages.append(raw)
+            return None
+
+        try:
+            closed = await asyncio.wait_for(drain(), timeout)
+        except asyncio.TimeoutError:
+            closed = None
+        if closed is None:
+            raise AssertionError(f"connection still open after {timeout}s / {limit} messages; received {messages!r}")
+        return closed.rcvd, messages
 
     async def abort(self):
         try:

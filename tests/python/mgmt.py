@@ -1,16 +1,17 @@
-"""Helpers for the management-realm object API tests: a fresh management realm per test
-with an owner session joined on it, paired nodes, error and event assertions."""
+"""Helpers for the management-realm tests: unique names, a fresh management realm per test
+with an owner session joined on it, paired node keys and node sessions, joining a realm once a
+replica knows it, error and event assertions."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
 from autobahn.wamp.exception import ApplicationError
 
-from conftest import KeyPair, join, run_keygen, w
+from conftest import JoinAborted, KeyPair, join, run_keygen, w
+from waiting import wait_until
 
 AREALM = "crossbarfabriccenter.mrealm.arealm."
 RCLUSTER = "crossbarfabriccenter.mrealm.routercluster."
@@ -41,6 +42,41 @@ async def expect_error(session, error_uri, uri, *args, **kwargs):
     return e
 
 
+def node_key(tmp_path, name) -> KeyPair:
+    """A fresh key pair for a node (its user-id is the name)."""
+    r = run_keygen(tmp_path, name=name, user_id=name)
+    assert r.returncode == 0, r.stderr
+    return KeyPair(tmp_path / f"{name}.priv", tmp_path / f"{name}.pub")
+
+
+async def join_node(master, kp, **kw):
+    """A node session: the paired key, no realm (the master picks the node's management realm)."""
+    return await join(master, key=kp, realm=None, authrole="node", authextra={"pubkey": kp.pubkey_hex}, **kw)
+
+
+async def closed(session, timeout=5.0):
+    """The CloseDetails of a session the router closes (bounded wait)."""
+    return await asyncio.wait_for(asyncio.shield(session.left_f), timeout)
+
+
+def _realm_not_there_yet(e: JoinAborted) -> bool:
+    return e.details.reason == "wamp.error.no_such_realm"
+
+
+async def join_when_realm_exists(master, keys, realm: str, timeout: float = 10.0):
+    """Join ``realm`` as the superuser once ``master`` knows it: a replica applies a management
+    realm created through another one a little later, and a re-created one takes a moment.
+    Only an ABORT with wamp.error.no_such_realm means "not yet"; anything else fails."""
+    return await wait_until(
+        lambda: join(master, keys, realm=realm),
+        timeout=timeout,
+        interval=0.05,
+        what=f"management realm {realm} on {master.url}",
+        retry_on=(JoinAborted,),
+        retry_if=_realm_not_there_yet,
+    )
+
+
 class Mrealm:
     """A fresh management realm: `su` on the global realm, `s` joined on the mrealm."""
 
@@ -61,29 +97,24 @@ class Mrealm:
 
     async def event(self, topic: str, pred=lambda arg: True, timeout: float = 5.0):
         """The first argument of the first `topic` event matching `pred` (bounded wait)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for t, args in self.events:
-                if t == topic and args and pred(args[0]):
-                    return args[0]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {topic} event matching; got {self.events!r}")
-            await asyncio.sleep(0.02)
+
+        def first():
+            # a list around the argument: a falsy argument is an event too
+            return next(([args[0]] for t, args in self.events if t == topic and args and pred(args[0])), None)
+
+        found = await wait_until(first, timeout, what=lambda: f"a matching {topic} event; got {self.events!r}")
+        return found[0]
 
     async def pair_node(self, tmp_path, authid: str | None = None) -> tuple[dict, KeyPair]:
         name = unique("node")
-        r = run_keygen(tmp_path, name=name, user_id=name)
-        assert r.returncode == 0, r.stderr
-        kp = KeyPair(tmp_path / f"{name}.priv", tmp_path / f"{name}.pub")
+        kp = node_key(tmp_path, name)
         node = await w(
             self.su.call("crossbarfabriccenter.mrealm.pair_node", kp.pubkey_hex, self.name, authid or name)
         )
         return node, kp
 
     async def join_as_node(self, kp: KeyPair):
-        return await join(
-            self.master, key=kp, realm=None, authrole="node", authextra={"pubkey": kp.pubkey_hex}
-        )
+        return await join_node(self.master, kp)
 
 
 async def new_mrealm(master, keys) -> Mrealm:

@@ -1,44 +1,10 @@
 """Users by e-mail and key with activation codes (spec §3.3), and nodes by paired key (§4.3),
 against the real binary. The code is read from the master's log, as an operator would."""
 
-import re
-import time
-
 import pytest
 
-from conftest import FABRIC_REALM, KeyPair, aio, join, join_expect_abort, run_keygen
-
-CODE_LINE = re.compile(r"activation code for (\S+): ([345679ACEFGHJKLMNPQRSTUVWXY]{4}-[345679ACEFGHJKLMNPQRSTUVWXY]{4}-[345679ACEFGHJKLMNPQRSTUVWXY]{4})")
-
-
-def new_key(tmp_path, name: str) -> KeyPair:
-    r = run_keygen(tmp_path, name=name, user_id=f"{name}@example.com")
-    assert r.returncode == 0, r.stderr
-    return KeyPair(tmp_path / f"{name}.priv", tmp_path / f"{name}.pub")
-
-
-def codes_for(master, email: str) -> list[str]:
-    text = master.log_path.read_bytes().decode("utf-8", "replace")
-    return [code for who, code in CODE_LINE.findall(text) if who == email]
-
-
-def last_code(master, email: str, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        codes = codes_for(master, email)
-        if codes:
-            return codes[-1]
-        time.sleep(0.05)
-    raise AssertionError(f"no activation code for {email} in the log:\n{master.log_tail()}")
-
-
-async def as_user(master, kp, email, code=None, realm=FABRIC_REALM, new_code=False, **kw):
-    extra = {"pubkey": kp.pubkey_hex}
-    if code is not None:
-        extra["activation_code"] = code
-    if new_code:
-        extra["request_new_activation_code"] = True
-    return dict(key=kp, authid=email, authextra=extra, realm=realm, **kw)
+from conftest import FABRIC_REALM, aio, join, join_expect_abort
+from users import as_user, codes_for, last_code, new_key
 
 
 @aio
@@ -48,7 +14,7 @@ async def test_new_user_activation_flow(master, tmp_path):
     d = await join_expect_abort(master, **await as_user(master, kp, email))
     assert d.reason == "fabric.auth-failed.new-user-auth-code-sent", d
     assert email in (d.message or ""), d
-    code = last_code(master, email)
+    code = await last_code(master, email)
 
     d = await join_expect_abort(master, **await as_user(master, kp, email))
     assert d.reason == "fabric.auth-failed.pending-activation", d
@@ -75,13 +41,13 @@ async def test_known_user_new_key_and_new_code(master, tmp_path):
     email = "bob@example.com"
     first, second = new_key(tmp_path, "bob1"), new_key(tmp_path, "bob2")
     await join_expect_abort(master, **await as_user(master, first, email))
-    s = await join(master, **await as_user(master, first, email, code=last_code(master, email)))
+    s = await join(master, **await as_user(master, first, email, code=await last_code(master, email)))
     s.leave()
 
     # A second key of a known user gets a LOGIN code.
     d = await join_expect_abort(master, **await as_user(master, second, email))
     assert d.reason == "fabric.auth-failed.registered-user-auth-code-sent", d
-    old = last_code(master, email)
+    old = await last_code(master, email)
 
     # Asking for a new code replaces the pending one.
     d = await join_expect_abort(master, **await as_user(master, second, email, new_code=True))
@@ -101,7 +67,7 @@ async def test_codes_are_per_key_and_unused_codes_do_not_leak(master, tmp_path):
     kp, other = new_key(tmp_path, "carol"), new_key(tmp_path, "mallory")
     email = "carol@example.com"
     await join_expect_abort(master, **await as_user(master, kp, email))
-    code = last_code(master, email)
+    code = await last_code(master, email)
     # Another key cannot use carol's code: it has no pending activation of its own.
     d = await join_expect_abort(master, **await as_user(master, other, email, code=code))
     assert d.reason == "fabric.auth-failed.no-pending-activation", d
@@ -138,7 +104,7 @@ async def test_activated_user_on_unknown_management_realm(master, tmp_path):
     kp = new_key(tmp_path, "erin")
     email = "erin@example.com"
     await join_expect_abort(master, **await as_user(master, kp, email))
-    s = await join(master, **await as_user(master, kp, email, code=last_code(master, email)))
+    s = await join(master, **await as_user(master, kp, email, code=await last_code(master, email)))
     s.leave()
     d = await join_expect_abort(master, **await as_user(master, kp, email, realm="no-such-mrealm"))
     assert d.reason == "wamp.error.no_such_realm", d

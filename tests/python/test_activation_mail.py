@@ -7,13 +7,13 @@ import email.policy
 import re
 import subprocess
 import threading
-import time
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from conftest import FABRIC_REALM, aio, free_port, join, join_expect_abort, require_binary
-from test_activation import as_user, codes_for, new_key
+from users import as_user, codes_for, new_key
+from waiting import wait_until
 
 SMTP_PORT = free_port()
 SENDER = "noreply@fabric.test"
@@ -46,15 +46,14 @@ class Mailbox:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
         return "250 Message accepted for delivery"
 
-    def to(self, address: str, timeout: float = 10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                got = [m for (_, rcpt, m) in self.messages if address in rcpt]
-            if got:
-                return got
-            time.sleep(0.05)
-        raise AssertionError(f"no mail to {address} within {timeout}s")
+    def _to(self, address: str):
+        with self._lock:
+            return [m for (_, rcpt, m) in self.messages if address in rcpt]
+
+    async def to(self, address: str, timeout: float = 10.0):
+        """The mails to ``address`` so far, once there is at least one (bounded wait; the
+        SMTP server runs in its own thread)."""
+        return await wait_until(lambda: self._to(address), timeout, interval=0.05, what=f"a mail to {address}")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ async def test_registration_and_login_codes_are_mailed(mailbox, master, tmp_path
     d = await join_expect_abort(master, **await as_user(master, kp, email_addr))
     assert d.reason == "fabric.auth-failed.new-user-auth-code-sent", d
 
-    [msg] = mailbox.to(email_addr)
+    [msg] = await mailbox.to(email_addr)
     assert msg["Subject"] == "Crossbar.io: your REGISTRATION code"
     assert SENDER in msg["From"] and msg["To"] == email_addr
     code = code_in(msg)
@@ -94,7 +93,7 @@ async def test_registration_and_login_codes_are_mailed(mailbox, master, tmp_path
     second = new_key(tmp_path, "mia2")
     d = await join_expect_abort(master, **await as_user(master, second, email_addr))
     assert d.reason == "fabric.auth-failed.registered-user-auth-code-sent", d
-    msgs = mailbox.to(email_addr)
+    msgs = await mailbox.to(email_addr)
     assert len(msgs) == 2 and msgs[1]["Subject"] == "Crossbar.io: your LOGIN code"
     s = await join(master, **await as_user(master, second, email_addr, code=code_in(msgs[1])))
     assert s.details.authid == email_addr
@@ -121,7 +120,7 @@ async def test_refused_delivery_is_reported_and_a_new_code_can_follow(mailbox, m
     # Once mail works again, a new code replaces the undelivered one.
     d = await join_expect_abort(master, **await as_user(master, kp, email_addr, new_code=True))
     assert d.reason == "fabric.auth-failed.new-user-auth-code-sent", d
-    [msg] = mailbox.to(email_addr)
+    [msg] = await mailbox.to(email_addr)
     code = code_in(msg)
     assert code != logged[0] and codes_for(master, email_addr) == [logged[0], code]
     d = await join_expect_abort(master, **await as_user(master, kp, email_addr, code=logged[0]))

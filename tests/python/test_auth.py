@@ -21,8 +21,8 @@ from conftest import (
     join_expect_abort,
     run_keygen,
     w,
-    wait_until,
 )
+from waiting import wait_until
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -191,7 +191,11 @@ async def test_hello_timeout_does_not_hit_joined_sessions(master, keys):
     s = await join(master, keys)
     raw = await RawWamp.connect(master)
     await raw.join_superuser(keys.superuser)
+    # A deliberate pause, not a poll: the HELLO timeout must pass while both sessions idle.
+    # Round trips after it are the markers that the router did not close them meanwhile (a
+    # close would come before the answer on the same connection).
     await asyncio.sleep(2.5 * HELLO_TIMEOUT_MS / 1000)
+    await w(s.call("wamp.session.count"))
     assert s.is_attached()
     rid = raw.next_id()
     await raw.send([RawWamp.PUBLISH, rid, {"acknowledge": True}, "com.example.still.here", []])

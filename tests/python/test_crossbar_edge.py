@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +19,7 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from conftest import KeyPair, Master, aio, free_port, join, w
+from waiting import wait_for, wait_until
 
 VENV = Path(os.environ.get("FABRIC_CROSSBAR_VENV", Path.home() / ".cache/fabric-master-crossbar-venv"))
 CROSSBAR = VENV / "bin" / "crossbar"
@@ -127,16 +127,6 @@ def cb(tmp_path_factory):
     assert alive, f"fabric-master died\n{env.master.log_tail()}"
 
 
-def wait_for(pred, what: str, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def test_shell_superuser(cb):
     out = cb.shell(cb.su_dir, "auth", "--yes")
     assert "authid      : superuser" in out and "authrole    : user" in out, out
@@ -152,7 +142,7 @@ def test_shell_user_activation_flow(cb):
     out = cb.shell(cb.alice_dir, "auth", "--yes")
     assert "sent an authentication code" in out, out
     email = wait_for(lambda: [m for m in CODE.findall(cb.master.log_path.read_text()) if "alice" in m[0]],
-                     "the activation code in the master's log", 10)
+                     10, 0.2, what="the activation code in the master's log")
     who, code = email[-1]
     out = cb.shell(cb.alice_dir, "auth", "--code", code, "--yes")
     assert f"authid      : {who}" in out, out
@@ -178,7 +168,7 @@ def test_edge_node_pairs_and_comes_online(cb):
     cb.node_oid = node["oid"]
     cb.start_edge()
     wait_for(lambda: "Connected to Crossbar.io Master" in cb.edge_log_text() or cb.edge.poll() is not None,
-             "the edge node to connect", 90)
+             90, 0.2, what="the edge node to connect")
     assert cb.edge.poll() is None, cb.edge_log_text()[-3000:]
     assert cb.shell_json(cb.alice_dir, "list", "nodes", realm=cb.mrealm) == [cb.node_oid]
     assert cb.shell_json(cb.alice_dir, "list", "nodes", "--online", "--names", realm=cb.mrealm) == ["node1"]
@@ -241,17 +231,13 @@ async def test_remote_management_of_the_edge_node(cb):
     assert e.value.error == "crossbar.error.no_such_worker", e.value
 
     # Worker starts are announced by the node and republished under remote.*.
-    deadline = time.monotonic() + 30
-    while not any(kw["details"].topic.startswith("crossbarfabriccenter.remote.router.") for _, kw in remote_events) \
-            and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-    assert any(kw["details"].topic.startswith("crossbarfabriccenter.remote.") for _, kw in remote_events), \
-        remote_events[:5]
+    await wait_until(
+        lambda: any(kw["details"].topic.startswith("crossbarfabriccenter.remote.") for _, kw in remote_events),
+        30, 0.2, what=lambda: f"a node event republished under remote.*; got {remote_events[:5]!r}",
+    )
     # Heartbeats every 10 s once the node has started (5 s delay).
-    deadline = time.monotonic() + 30
-    while not heartbeats and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-    assert heartbeats and heartbeats[0][0] == "node1", heartbeats
+    await wait_until(lambda: heartbeats, 30, 0.2, what="a heartbeat of the edge node")
+    assert heartbeats[0][0] == "node1", heartbeats
     got = await w(s.call("crossbarfabriccenter.mrealm.get_node", oid))
     assert got["heartbeat"] is not None and got["status"] == "online", got
     s.leave()
@@ -295,10 +281,7 @@ async def test_tracing_on_the_edge_router_worker(cb):
     assert answer["success"] is True and isinstance(answer["data"], list), data
     # The node publishes every batching period, empty or not; the master passes it on to the
     # trace's readers.
-    deadline = time.monotonic() + 30
-    while not data_events and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert data_events, "no crossbarfabriccenter.mrealm.tracing.on_trace_data within 30 s"
+    await wait_until(lambda: data_events, 30, 0.1, what="crossbarfabriccenter.mrealm.tracing.on_trace_data")
     node_id, worker_id, trace_id, period, _ = data_events[0]
     assert (node_id, worker_id, trace_id) == (cb.node_oid, "rtr1", "edge-trace"), data_events[0]
     assert isinstance(period, dict) and "period" in period, period
@@ -322,10 +305,8 @@ async def test_stopped_edge_goes_offline(cb):
     shutdown = []
     await w(s.subscribe(lambda *a: shutdown.append(a), "crossbarfabriccenter.mrealm.on_node_shutdown"))
     await asyncio.get_running_loop().run_in_executor(None, cb.stop_edge)
-    deadline = time.monotonic() + 30
-    while not shutdown and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-    assert shutdown and shutdown[0][0] == cb.node_oid, shutdown
+    await wait_until(lambda: shutdown, 30, 0.2, what="on_node_shutdown of the stopped edge node")
+    assert shutdown[0][0] == cb.node_oid, shutdown
     assert await w(s.call("crossbarfabriccenter.mrealm.get_nodes", "offline")) == [cb.node_oid]
     assert await w(s.call("crossbarfabriccenter.mrealm.get_nodes", "online")) == []
     with pytest.raises(ApplicationError) as e:
@@ -336,10 +317,11 @@ async def test_stopped_edge_goes_offline(cb):
 
 def test_unpair_closes_the_session_and_the_node_cannot_rejoin(cb):
     cb.start_edge()
-    wait_for(lambda: cb.edge_log_text().count("Connected to Crossbar.io Master") >= 2, "the node to reconnect", 90)
+    wait_for(lambda: cb.edge_log_text().count("Connected to Crossbar.io Master") >= 2, 90, 0.2,
+             what="the node to reconnect")
     out = cb.shell_json(cb.alice_dir, "unpair", "node", str(cb.edge_dir / "key.pub"))
     assert out["oid"] == cb.node_oid and len(out["killed"]) == 1, out
     # The node's uplink is closed; reconnecting is refused as unpaired, and the edge stops.
     wait_for(lambda: "NODE-UNPAIRED" in cb.edge_log_text().upper() or cb.edge.poll() is not None,
-             "the edge node to be refused", 60)
+             60, 0.2, what="the edge node to be refused")
     assert cb.shell_json(cb.alice_dir, "list", "nodes", realm=cb.mrealm) == []

@@ -26,9 +26,8 @@ import pytest
 from autobahn.wamp.exception import ApplicationError
 
 from conftest import KeyPair, Keys, Master, aio, free_port, join, join_expect_abort, w
-from mgmt import AREALM, RCLUSTER, call_error, new_mrealm, unique
-from test_activation import last_code, new_key
-from test_mrealm_api import activated_user, closed, join_node, node_key
+from mgmt import AREALM, RCLUSTER, call_error, closed, join_node, new_mrealm, node_key, unique
+from users import activated_user, last_code, new_key
 
 MRLM = "crossbarfabriccenter.mrealm."
 REMOTE = "crossbarfabriccenter.remote."
@@ -209,7 +208,7 @@ async def no_pending_activation(c: Ctx):
 async def invalid_activation_code(c: Ctx):
     kp, email = fresh_user(c)
     await abort_of(c.master, **user_hello(kp, email))
-    code = last_code(c.master, email)
+    code = await last_code(c.master, email)
     wrong = "CCCC-CCCC-CCCC" if code != "CCCC-CCCC-CCCC" else "AAAA-AAAA-AAAA"
     return [await abort_of(c.master, **user_hello(kp, email, code=wrong))]
 
@@ -407,11 +406,11 @@ async def email_failure(c: Ctx):
         c.keys.superuser.pub_path,
         extra_args=["--smtp-url", f"smtp://127.0.0.1:{free_port()}"],
     )
-    m.start()
+    await m.start_async()
     try:
         kp, email = fresh_user(c)
         failed = await abort_of(m, **user_hello(kp, email))
-        assert last_code(m, email), "the undelivered code is still logged for the operator"
+        assert await last_code(m, email), "the undelivered code is still logged for the operator"
         return [failed]
     finally:
         m.stop()

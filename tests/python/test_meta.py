@@ -1,4 +1,8 @@
-"""WAMP meta API: wamp.session.*, wamp.registration.*, wamp.subscription.* procedures and events."""
+"""WAMP meta API: wamp.session.*, wamp.registration.*, wamp.subscription.* procedures and events.
+
+A meta event that must NOT come is checked after a marker: a later meta event of the same realm
+to the same watcher. The router publishes meta events as it handles the actions, in order, and
+sends the watcher its events in order, so an unwanted event would arrive before the marker."""
 
 import asyncio
 
@@ -6,7 +10,8 @@ import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions, SubscribeOptions
 
-from conftest import FABRIC_REALM, aio, join, w, wait_until
+from conftest import FABRIC_REALM, aio, join, w
+from waiting import wait_until
 
 
 class Recorder:
@@ -244,7 +249,9 @@ async def test_registration_meta_events(master, keys):
     # B leaves the shared registration: unregister only
     await w(rb.unregister())
     await wait_until(lambda: [b.id, rid] in [x for x, _ in rec.get(topics[2])], what=lambda: f"on_unregister for B; got {rec!r}")
-    await asyncio.sleep(0.2)
+    # Marker: B registers another procedure; its on_register comes after any on_delete of rid.
+    mark = await w(b.register(lambda: "M", "com.example.meta.regev.marker"))
+    await wait_until(lambda: [b.id, mark.id] in [x for x, _ in rec.get(topics[1])], what=lambda: f"the marker's on_register; got {rec!r}")
     assert [x for x, _ in rec.get(topics[3]) if x[1] == rid] == []
 
     # last callee goes: unregister + delete
@@ -344,7 +351,9 @@ async def test_subscription_meta_events(master, keys):
 
     await w(sub2.unsubscribe())
     await wait_until(lambda: [s2.id, sid] in [x for x, _ in rec.get(topics[2])], what=lambda: f"on_unsubscribe s2; got {rec!r}")
-    await asyncio.sleep(0.2)
+    # Marker: s2 subscribes another topic; its on_subscribe comes after any on_delete of sid.
+    mark = await w(s2.subscribe(noop, "com.example.meta.subev.marker"))
+    await wait_until(lambda: [s2.id, mark.id] in [x for x, _ in rec.get(topics[1])], what=lambda: f"the marker's on_subscribe; got {rec!r}")
     assert [x for x, _ in rec.get(topics[3]) if x[1] == sid] == []
 
     s1_id = s1.id
@@ -371,5 +380,8 @@ async def test_meta_api_on_config_realm(master, keys):
     await wait_until(lambda: any(isinstance(a[0], dict) and a[0].get("session") == newbie.id
                                  for a, _ in rec.get("wamp.session.on_join")), what=lambda: f"on_join in realm1; got {rec!r}")
     fab2 = await join(master, keys, realm=FABRIC_REALM, label="fab2")
-    await asyncio.sleep(0.3)
+    # Marker: a join on realm1 after fab2's; its on_join comes after any (wrong) one for fab2.
+    mark = await join(master, keys, realm="realm1", label="marker")
+    await wait_until(lambda: any(isinstance(a[0], dict) and a[0].get("session") == mark.id
+                                 for a, _ in rec.get("wamp.session.on_join")), what=lambda: f"the marker's on_join; got {rec!r}")
     assert not any(isinstance(a[0], dict) and a[0].get("session") == fab2.id for a, _ in rec.get("wamp.session.on_join"))

@@ -1,48 +1,14 @@
 """The management-realm catalogue and domain procedures of the global realm (spec §6.1),
 backed by the replicated state, against the real binary."""
 
-import asyncio
-import re
-import time
 import uuid
 
 import pytest
-from autobahn.wamp.exception import ApplicationError
 
-from conftest import FABRIC_REALM, KeyPair, aio, join, join_expect_abort, run_keygen, w
-
-CODE = re.compile(r"activation code for (\S+): (\w{4}-\w{4}-\w{4})")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-async def call_error(session, uri, *args):
-    with pytest.raises(ApplicationError) as e:
-        await w(session.call(uri, *args))
-    return e.value
-
-
-async def activated_user(master, tmp_path, name):
-    r = run_keygen(tmp_path, name=name, user_id=f"{name}@example.com")
-    assert r.returncode == 0, r.stderr
-    kp = KeyPair(tmp_path / f"{name}.priv", tmp_path / f"{name}.pub")
-    email = f"{name}@example.com"
-    await join_expect_abort(master, key=kp, authid=email, authextra={"pubkey": kp.pubkey_hex})
-    deadline = time.monotonic() + 5
-    code = None
-    while code is None and time.monotonic() < deadline:
-        text = master.log_path.read_bytes().decode("utf-8", "replace")
-        found = [c for who, c in CODE.findall(text) if who == email]
-        code = found[-1] if found else None
-        if code is None:
-            await asyncio.sleep(0.05)
-    assert code, master.log_tail()
-    extra = {"pubkey": kp.pubkey_hex, "activation_code": code}
-    s = await join(master, key=kp, authid=email, authextra=extra)
-    s.leave()
-    return await join(master, key=kp, authid=email, authextra={"pubkey": kp.pubkey_hex})
+from conftest import FABRIC_REALM, KeyPair, aio, join, join_expect_abort, w
+from mgmt import call_error, closed, join_node, node_key, unique
+from users import activated_user
+from waiting import wait_until
 
 
 @aio
@@ -71,10 +37,8 @@ async def test_create_get_list_mrealm(master, keys):
     assert await w(s.call("crossbarfabriccenter.mrealm.get_mrealm_by_name", name)) == m
     assert m["oid"] in await w(s.call("crossbarfabriccenter.mrealm.list_mrealms"))
     assert name in await w(s.call("crossbarfabriccenter.mrealm.list_mrealms", True))
-    deadline = time.monotonic() + 5
-    while not events and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert events and events[0]["oid"] == m["oid"], events
+    await wait_until(lambda: events, what="on_mrealm_created")
+    assert events[0]["oid"] == m["oid"], events
 
     e = await call_error(s, "crossbarfabriccenter.mrealm.create_mrealm", {"name": name})
     assert e.error == "crossbar.error.already_exists", e
@@ -120,20 +84,6 @@ async def test_anonymous_cannot_create(master, keys):
     assert e.error == "wamp.error.not_authorized", e
 
 
-def node_key(tmp_path, name):
-    r = run_keygen(tmp_path, name=name, user_id=name)
-    assert r.returncode == 0, r.stderr
-    return KeyPair(tmp_path / f"{name}.priv", tmp_path / f"{name}.pub")
-
-
-async def join_node(master, kp, **kw):
-    return await join(master, key=kp, realm=None, authrole="node", authextra={"pubkey": kp.pubkey_hex}, **kw)
-
-
-async def closed(session, timeout=5.0):
-    return await asyncio.wait_for(asyncio.shield(session.left_f), timeout)
-
-
 @aio
 async def test_mrealm_is_a_realm_until_deleted(master, keys):
     su = await join(master, keys)
@@ -151,10 +101,8 @@ async def test_mrealm_is_a_realm_until_deleted(master, keys):
     assert d.reason == "wamp.error.no_such_realm", d
     e = await call_error(su, "crossbarfabriccenter.mrealm.get_mrealm", m["oid"])
     assert e.error == "crossbar.error.no_such_object", e
-    deadline = time.monotonic() + 5
-    while not events and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert events and events[0]["oid"] == m["oid"], events
+    await wait_until(lambda: events, what="on_realm_deleted")
+    assert events[0]["oid"] == m["oid"], events
 
 
 @aio

@@ -1,8 +1,7 @@
 """The management realm controller and remote.* forwarding (spec §5, §6.2) with a node
 simulated by an autobahn session that authenticates with its paired key, as the edge node's
-management uplink does. The real edge node is covered in test_crossbar_edge.py."""
+management uplink does (simnode.py). The real edge node is covered in test_crossbar_edge.py."""
 
-import asyncio
 import time
 
 import pytest
@@ -10,20 +9,12 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallOptions, PublishOptions, RegisterOptions, SubscribeOptions
 
 from conftest import aio, join, join_expect_abort, w
-from test_mrealm_api import call_error, closed, join_node, node_key, unique
-from test_user_api import join_as, user
+from mgmt import call_error, closed, join_node, node_key, unique
+from simnode import serve_node_api
+from users import join_as, user
+from waiting import wait_until
 
 ACK = PublishOptions(acknowledge=True)
-
-
-async def eventually(pred, what, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await pred()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def paired_realm(master, keys, tmp_path, authid="node1"):
@@ -35,36 +26,6 @@ async def paired_realm(master, keys, tmp_path, authid="node1"):
     node = await w(su.call("crossbarfabriccenter.mrealm.pair_node", kp.pubkey_hex, name, authid))
     owner = await join(master, keys, realm=name)
     return su, owner, m, node, kp
-
-
-async def serve_node_api(s, authid):
-    """What the edge node's bridge registers, in miniature."""
-    p = f"crossbarfabriccenter.node.{authid}."
-    calls = []
-
-    def get_status():
-        return {"management_node_id": authid, "workers_by_type": {"router": 1}, "title": "sim"}
-
-    def start_worker(worker_id, worker_type, worker_options=None, **kw):
-        calls.append(("start_worker", worker_id, worker_type, worker_options, kw))
-        return {"id": worker_id, "type": worker_type}
-
-    def get_worker(worker_id, include_stats=False):
-        raise ApplicationError("crossbar.error.no_such_worker", f"no worker {worker_id}")
-
-    def realms(*args, **kw):
-        calls.append(("get_router_realms", args, kw))
-        return ["realm001"]
-
-    def session_count(*args):
-        return 7
-
-    await w(s.register(get_status, p + "get_status"))
-    await w(s.register(start_worker, p + "start_worker"))
-    await w(s.register(get_worker, p + "get_worker"))
-    await w(s.register(realms, p + "worker.rtr1.get_router_realms"))
-    await w(s.register(session_count, p + "worker.rtr1.realm.realm001.root.wamp.session.count"))
-    return calls
 
 
 @aio
@@ -79,7 +40,7 @@ async def test_node_online_offline_and_events(master, keys, tmp_path):
     n = await join_node(master, kp)
     st = await w(n.call("crossbarfabriccenter.mrealm.get_status"))
     assert st["type"] == "management" and st["realm"] == m["name"], st
-    await eventually(lambda: asyncio.sleep(0, ready), "on_node_ready")
+    await wait_until(lambda: ready, what="on_node_ready")
     oid, info = ready[0]
     assert oid == node["oid"] and info["status"] == "online" and info["authid"] == "node1", info
     assert await w(owner.call("crossbarfabriccenter.mrealm.get_nodes", "online")) == [node["oid"]]
@@ -95,10 +56,10 @@ async def test_node_online_offline_and_events(master, keys, tmp_path):
         g = await owner.call("crossbarfabriccenter.mrealm.get_node_by_authid", "node1")
         return g["heartbeat"] == 3 and g["timestamp"] == hb["timestamp"]
 
-    await eventually(beat_seen, "the heartbeat in get_node")
+    await wait_until(beat_seen, what="the heartbeat in get_node")
 
     n.leave()
-    await eventually(lambda: asyncio.sleep(0, shutdown), "on_node_shutdown")
+    await wait_until(lambda: shutdown, what="on_node_shutdown")
     assert shutdown[0][0] == node["oid"] and shutdown[0][1]["status"] == "offline", shutdown
     assert await w(owner.call("crossbarfabriccenter.mrealm.get_nodes", "offline")) == [node["oid"]]
     got = await w(owner.call("crossbarfabriccenter.mrealm.get_node", node["oid"]))
@@ -192,6 +153,9 @@ async def test_remote_calls_to_a_local_node_stream_progress_and_keep_permissions
     assert st["management_node_id"] == "node1", st
     e = await call_error(guest, "crossbarfabriccenter.remote.node.start_worker", oid, "rtr9", "router")
     assert e.error == "wamp.error.not_authorized", e
+    # Marker: a call the master does forward to the node, after the refused one; had that one
+    # been forwarded, the node would have got it first (one ordered connection to the node).
+    await w(guest.call("crossbarfabriccenter.remote.node.get_status", oid))
     assert not [c for c in calls if c[0] == "start_worker"], calls
 
 
@@ -207,7 +171,7 @@ async def test_node_events_are_republished(master, keys, tmp_path):
                       {"id": "tp1"}, options=ACK))
     await w(n.publish("crossbarfabriccenter.node.node1.worker.rtr1.realm.rlm2.root.wamp-session-on_leave",
                       123, options=ACK))
-    await eventually(lambda: asyncio.sleep(0, len(got) >= 3), "three republished events")
+    await wait_until(lambda: len(got) >= 3, what=lambda: f"three republished events; got {got!r}")
     by_topic = {kw["details"].topic: a for a, kw in got}
     assert by_topic["crossbarfabriccenter.remote.node.on_router_started"] == ("node1", {"id": "rtr1"}), got
     assert by_topic["crossbarfabriccenter.remote.router.on_router_transport_started"] == (
@@ -249,7 +213,7 @@ async def test_a_reconnecting_node_replaces_its_older_session(master, keys, tmp_
 async def test_unpaired_node_session_is_closed_and_offline(master, keys, tmp_path):
     su, owner, m, node, kp = await paired_realm(master, keys, tmp_path)
     n = await join_node(master, kp)
-    await eventually(lambda: owner.call("crossbarfabriccenter.mrealm.get_nodes", "online"), "online")
+    await wait_until(lambda: owner.call("crossbarfabriccenter.mrealm.get_nodes", "online"), what="the node online")
     out = await w(su.call("crossbarfabriccenter.mrealm.unpair_node", node["oid"]))
     assert len(out["killed"]) == 1, out
     details = await closed(n)

@@ -1,7 +1,11 @@
 """Broker: exact/prefix/wildcard subscriptions, acknowledge, exclude_me, black/white
-listing by session/authid/authrole, publisher disclosure, ordering, unsubscribe."""
+listing by session/authid/authrole, publisher disclosure, ordering, unsubscribe.
 
-import asyncio
+What must NOT be delivered is checked after an END marker: the router handles a publisher's
+messages in order and sends each subscriber its events in order, so whatever it delivers for a
+publication reaches the subscriber before the END marker published after it."""
+
+import itertools
 
 import pytest
 from autobahn.wamp.exception import ApplicationError
@@ -16,14 +20,19 @@ from conftest import (
     join,
     other_serializer,
     w,
-    wait_until,
 )
+from waiting import wait_until
 
 ARGS = [1, -2, 2**53 - 1, 3.5, "h\u00e9llo \u2713", None, True, [1, [2, 3]], {"k": {"n": [1, 2]}}]
 KWARGS = {"a": 1, "b": "x", "c": [None, 1.25]}
 
 ACK = PublishOptions(acknowledge=True)
-END = "__end__"
+END = "__end__"  # the payload of every END marker starts with this
+_MARKER_IDS = itertools.count(1)
+
+
+def is_marker(args) -> bool:
+    return len(args) == 1 and isinstance(args[0], str) and args[0].startswith(END)
 
 
 class Sink:
@@ -38,10 +47,24 @@ class Sink:
 
     @property
     def payloads(self):
-        return [a[0] if len(a) == 1 else a for a, _, _ in self.events]
+        return payloads(self.events)
 
     def has(self, value):
         return value in self.payloads
+
+    def before(self, marker):
+        """The events (markers left out) that arrived before the END marker ``marker``."""
+        out = []
+        for e in self.events:
+            if e[0] == [marker]:
+                return out
+            if not is_marker(e[0]):
+                out.append(e)
+        raise AssertionError(f"{self.name}: END marker {marker!r} not received; got {self.events!r}")
+
+
+def payloads(events):
+    return [a[0] if len(a) == 1 else a for a, _, _ in events]
 
 
 async def subscribe(session, topic, match=None, name=""):
@@ -50,12 +73,21 @@ async def subscribe(session, topic, match=None, name=""):
     return sink, sub
 
 
+async def end_marker(publisher, topic, sinks):
+    """Publish a fresh END marker on ``topic`` (acknowledged, unfiltered, to the publisher's
+    own subscriptions too) and wait until every sink got it; returns the marker."""
+    marker = f"{END}{next(_MARKER_IDS)}"
+    await w(publisher.publish(topic, marker, options=PublishOptions(acknowledge=True, exclude_me=False)))
+    await wait_until(lambda: all(s.has(marker) for s in sinks),
+                     what=lambda: f"END marker {marker} at {', '.join(s.name for s in sinks)}")
+    return marker
+
+
 async def publish_then_end(publisher, topic, sinks, value, options):
-    """Publish ``value`` with ``options``, then an unfiltered END marker; wait until every
-    sink got END. Per-publisher ordering then tells whether ``value`` was delivered."""
+    """Publish ``value`` with ``options``, then an END marker; wait until every sink got the
+    marker. Per-publisher ordering then tells whether ``value`` was delivered."""
     await w(publisher.publish(topic, value, options=options))
-    await w(publisher.publish(topic, END, options=PublishOptions(acknowledge=True, exclude_me=False)))
-    await wait_until(lambda: all(s.has(END) for s in sinks), what="END marker at every subscriber")
+    await end_marker(publisher, topic, sinks)
     got = {s.name: s.has(value) for s in sinks}
     for s in sinks:
         s.events.clear()
@@ -83,10 +115,10 @@ async def test_publish_subscribe_exact(master, keys, ser):
     assert isinstance(publication, Publication)
     assert isinstance(publication.id, int) and 0 < publication.id < 2**53
 
-    await wait_until(lambda: sink.events, what="event")
-    await asyncio.sleep(0.1)
-    assert len(sink.events) == 1, sink.events
-    args, kwargs, details = sink.events[0]
+    marker = await end_marker(pub_s, "com.example.ps.exact", [sink])
+    events = sink.before(marker)
+    assert len(events) == 1, sink.events
+    args, kwargs, details = events[0]
     assert args == ARGS
     assert kwargs == KWARGS
     assert details.publication == publication.id
@@ -95,8 +127,8 @@ async def test_publish_subscribe_exact(master, keys, ser):
     # an event on another topic is not delivered
     await w(pub_s.publish("com.example.ps.exact.other", 1, options=ACK))
     await w(pub_s.publish("com.example.ps.exactly", 1, options=ACK))
-    await asyncio.sleep(0.2)
-    assert len(sink.events) == 1
+    marker = await end_marker(pub_s, "com.example.ps.exact", [sink])
+    assert len(sink.before(marker)) == 1
 
 
 @pytest.mark.parametrize("ser", MAIN_SERIALIZERS)
@@ -110,14 +142,14 @@ async def test_prefix_and_wildcard_subscriptions(master, keys, ser):
     for topic in ("com.example.ps.pre.a", "com.example.ps.pre.a.b.c", "com.example.ps.x.wild",
                   "com.example.ps.x.y.wild", "com.example.ps.prefix"):
         await w(pub_s.publish(topic, topic, options=ACK))
-    await wait_until(lambda: len(prefix.events) >= 2 and len(wild.events) >= 1, what="pattern events")
-    await asyncio.sleep(0.2)
+    # One marker topic both patterns match.
+    marker = await end_marker(pub_s, "com.example.ps.pre.wild", [prefix, wild])
 
-    assert [(a[0], d.topic) for a, _, d in prefix.events] == [
+    assert [(a[0], d.topic) for a, _, d in prefix.before(marker)] == [
         ("com.example.ps.pre.a", "com.example.ps.pre.a"),
         ("com.example.ps.pre.a.b.c", "com.example.ps.pre.a.b.c"),
     ]
-    assert [(a[0], d.topic) for a, _, d in wild.events] == [("com.example.ps.x.wild", "com.example.ps.x.wild")]
+    assert [(a[0], d.topic) for a, _, d in wild.before(marker)] == [("com.example.ps.x.wild", "com.example.ps.x.wild")]
 
 
 @aio
@@ -129,10 +161,10 @@ async def test_overlapping_subscriptions_deliver_per_subscription(master, keys):
     wild, s3 = await subscribe(sub_s, "com.example.ps.ov..b", match="wildcard", name="wild")
     assert len({s1.id, s2.id, s3.id}) == 3
     await w(pub_s.publish("com.example.ps.ov.a.b", "x", options=ACK))
-    await wait_until(lambda: exact.events and prefix.events and wild.events, what="event on all three subscriptions")
-    await asyncio.sleep(0.2)
-    assert (len(exact.events), len(prefix.events), len(wild.events)) == (1, 1, 1)
-    pubids = {d.publication for s in (exact, prefix, wild) for _, _, d in s.events}
+    marker = await end_marker(pub_s, "com.example.ps.ov.a.b", [exact, prefix, wild])
+    got = [s.before(marker) for s in (exact, prefix, wild)]
+    assert tuple(len(events) for events in got) == (1, 1, 1)
+    pubids = {d.publication for events in got for _, _, d in events}
     assert len(pubids) == 1, "same publication id for all deliveries of one publication"
 
 
@@ -155,10 +187,13 @@ async def test_unsubscribe(master, keys):
     sb, _ = await subscribe(b, "com.example.ps.unsub", name="b")
     assert await publish_then_end(pub_s, "com.example.ps.unsub", [sa, sb], "v1", ack()) == {"a": True, "b": True}
     await w(sub_a.unsubscribe())
+    # a's marker travels on another topic (a no longer subscribes this one): the router handles
+    # the publisher's messages in order and sends a its events in order, so v2 would reach a
+    # before it.
+    a_marker, _ = await subscribe(a, "com.example.ps.unsub.marker", name="a-marker")
     await w(pub_s.publish("com.example.ps.unsub", "v2", options=ack()))
-    await w(pub_s.publish("com.example.ps.unsub", END, options=ack()))
-    await wait_until(lambda: sb.has(END), what="END at b")
-    await asyncio.sleep(0.2)
+    await end_marker(pub_s, "com.example.ps.unsub", [sb])
+    await end_marker(pub_s, "com.example.ps.unsub.marker", [a_marker])
     assert sb.has("v2")
     assert sa.events == []
 
@@ -280,8 +315,8 @@ async def test_in_order_delivery(master, keys, ser):
     for i in range(n):
         pub_s.publish("com.example.ps.order", i)  # acknowledge off
     await wait_until(lambda: len(sink.events) >= n, timeout=15, what=f"{n} events")
-    await asyncio.sleep(0.1)
-    assert sink.payloads == list(range(n))
+    marker = await end_marker(pub_s, "com.example.ps.order", [sink])
+    assert payloads(sink.before(marker)) == list(range(n))
 
 
 # --------------------------------------------------------------------------------------

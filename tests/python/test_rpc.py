@@ -18,6 +18,7 @@ from conftest import (
     other_serializer,
     w,
 )
+from waiting import wait_until
 
 ARGS = [1, -2, 2**53 - 1, 3.5, "h\u00e9llo \u2713", None, True, False, [1, [2, 3]], {"k": {"n": [1, 2]}}]
 KWARGS = {"a": 1, "b": "x", "c": [None, 1.25], "d": {"e": "f"}}
@@ -348,6 +349,20 @@ def pending_request_id(session, procedure):
     return ids[0]
 
 
+async def late_reply_sent(callee, timeout: float = 5.0):
+    """Until the callee has answered every invocation: autobahn drops an invocation from
+    ``_invocations`` right before it sends the YIELD or ERROR."""
+    await wait_until(lambda: not callee._invocations, timeout, what=lambda: f"the callee's replies; pending {callee._invocations!r}")
+
+
+async def marker_round_trip(callee, caller, uri):
+    """A call of ``caller`` to ``callee`` after the callee's late reply: anything the router
+    sends either session for that reply comes before this call's INVOCATION and RESULT (one
+    ordered connection each), so it is the marker for "the late reply did no harm"."""
+    await w(callee.register(lambda: "pong", uri))
+    assert await w(caller.call(uri)) == "pong"
+
+
 async def start_call_then_cancel(caller, uri, slow, mode):
     fut = asyncio.ensure_future(caller.call(uri))
     await w(slow.started.wait())
@@ -368,10 +383,9 @@ async def test_cancel_skip(master, keys):
     # skip: the callee is not interrupted and completes; its late result is discarded by the router
     await w(slow.finished.wait(), 4)
     assert not slow.interrupted.is_set()
-    await asyncio.sleep(0.3)
+    await late_reply_sent(callee)
+    await marker_round_trip(callee, caller, "com.example.rpc.cancel.skip.ping")
     assert caller.is_attached(), "caller lost its session after the callee's late result (router forwarded it?)"
-    await w(callee.register(lambda: "pong", "com.example.rpc.cancel.skip.ping"))
-    assert await w(caller.call("com.example.rpc.cancel.skip.ping")) == "pong"
 
 
 @aio
@@ -406,7 +420,8 @@ async def test_cancel_killnowait(master, keys):
     # the callee is still interrupted
     await w(slow.interrupted.wait(), 3)
     # and its late ERROR reply does not disturb the caller
-    await asyncio.sleep(1.8)
+    await late_reply_sent(callee)
+    await marker_round_trip(callee, caller, "com.example.rpc.cancel.killnowait.ping")
     assert caller.is_attached()
     await assert_router_alive(master, keys)
 
@@ -528,12 +543,14 @@ async def test_caller_lost_during_call(master, keys):
     # the callee either finishes (result dropped by the router) or gets an INTERRUPT
     await w(asyncio.wait([asyncio.ensure_future(slow.finished.wait()), asyncio.ensure_future(slow.interrupted.wait())],
                          return_when=asyncio.FIRST_COMPLETED), 4)
-    await asyncio.sleep(0.3)
-    assert callee.is_attached()
+    await late_reply_sent(callee)
     fut.cancel()
+    # Marker: a new caller's call to the callee, after its late reply; anything the router sent
+    # the callee for that reply comes before this INVOCATION.
     caller2 = await join(master, keys, label="caller2")
     slow.work = 0
     assert await w(caller2.call("com.example.rpc.orphan")) == "finished"
+    assert callee.is_attached()
 
 
 @aio

@@ -1,112 +1,20 @@
 """The tracing API of a management realm (spec §6.2, crossbarfabriccenter.mrealm.*trace*)
 against the real binary, with a node simulated by an autobahn session joined with the
-node's key whose router worker keeps trace state as the edge's does
-(crossbar/edge/worker/router.py: start validates the options, stop deletes the trace).
-The real edge node is covered in test_crossbar_edge.py."""
+node's key whose router worker keeps trace state as the edge's does (simnode.py). The real
+edge node is covered in test_crossbar_edge.py."""
 
 import asyncio
-import time
 
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from conftest import Master, aio, join, w
-from mgmt import call_error, expect_error, new_mrealm
-from test_node_controller import eventually
+from mgmt import call_error, expect_error, join_when_realm_exists, new_mrealm
+from simnode import NO_SUCH_OBJECT, SimRouterWorker, TracingEvents
+from waiting import wait_until
 
 P = "crossbarfabriccenter.mrealm."
-EVENTS = "crossbarfabriccenter.mrealm.tracing."
-ACK = PublishOptions(acknowledge=True)
-NO_SUCH_OBJECT = "crossbar.error.no_such_object"
 INVALID_ARGUMENT = "wamp.error.invalid_argument"
 NOT_AUTHORIZED = "wamp.error.not_authorized"
-
-
-class SimRouterWorker:
-    """The tracing procedures of an edge router worker, registered by the node's session
-    under crossbarfabriccenter.node.<authid>.worker.<worker_id>."""
-
-    def __init__(self, session, authid, worker_id):
-        self.s = session
-        self.authid = authid
-        self.worker_id = worker_id
-        self.prefix = f"crossbarfabriccenter.node.{authid}.worker.{worker_id}."
-        self.traces = {}
-        self.calls = []
-
-    async def serve(self):
-        for name in ("get_traces", "get_trace", "start_trace", "stop_trace", "get_trace_data"):
-            await w(self.s.register(getattr(self, name), self.prefix + name))
-        return self
-
-    def _get(self, trace_id):
-        if trace_id not in self.traces:
-            raise ApplicationError(NO_SUCH_OBJECT, f"No trace with ID '{trace_id}'")
-        return self.traces[trace_id]
-
-    def get_traces(self, include_stopped=False):
-        self.calls.append(("get_traces",))
-        return sorted(self.traces)
-
-    def get_trace(self, trace_id):
-        self.calls.append(("get_trace", trace_id))
-        return self._get(trace_id)["info"]
-
-    def start_trace(self, trace_id=None, trace_options=None):
-        self.calls.append(("start_trace", trace_id, trace_options))
-        options = trace_options or {}
-        period = options.get("batching_period", 200)
-        if not isinstance(period, int) or not 10 <= period <= 10000:
-            raise ApplicationError("crossbar.error.invalid_configuration",
-                                   "invalid tracing options: batching_period must be an integer [10, 10000]")
-        if trace_id in self.traces:
-            raise ApplicationError("crossbar.error.already_running", f"trace {trace_id} is already running")
-        info = {"id": trace_id, "node_id": self.authid, "worker_id": self.worker_id, "status": "running",
-                "options": {"batching_period": period}}
-        self.traces[trace_id] = {"info": info, "records": []}
-        return info
-
-    def stop_trace(self, trace_id):
-        self.calls.append(("stop_trace", trace_id))
-        t = self._get(trace_id)
-        del self.traces[trace_id]
-        return dict(t["info"], status="stopped")
-
-    def get_trace_data(self, trace_id, from_seq, to_seq=None, limit=None):
-        self.calls.append(("get_trace_data", trace_id, from_seq, limit))
-        limit = limit or 100
-        return self._get(trace_id)["records"][:limit]
-
-    async def emit(self, trace_id, period, records, worker_id=None):
-        """A finished batching period, published as the edge's bridge forwards it."""
-        if trace_id in self.traces:
-            self.traces[trace_id]["records"].extend(records)
-        topic = f"crossbarfabriccenter.node.{self.authid}.worker.{worker_id or self.worker_id}.on_trace_data"
-        await w(self.s.publish(topic, trace_id, period, records, options=ACK))
-
-
-class Events:
-    """Every crossbarfabriccenter.mrealm.tracing.* event a session receives, in order."""
-
-    def __init__(self):
-        self.got = []
-
-    async def watch(self, session):
-        def on_event(*args, details=None):
-            self.got.append((details.topic[len(EVENTS):], list(args)))
-
-        await w(session.subscribe(on_event, EVENTS, options=SubscribeOptions(match="prefix", details_arg="details")))
-        return self
-
-    def of(self, name):
-        return [args for t, args in self.got if t == name]
-
-    async def wait(self, pred, what, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; got {self.got!r}")
-            await asyncio.sleep(0.02)
 
 
 async def realm_with_node(master, keys, tmp_path, authid="node1", workers=("rtr1",)):
@@ -119,7 +27,7 @@ async def realm_with_node(master, keys, tmp_path, authid="node1", workers=("rtr1
     async def online():
         return await m.s.call(P + "get_nodes", "online") == [node["oid"]]
 
-    await eventually(online, "the simulated node online")
+    await wait_until(online, what="the simulated node online")
     m.node_session = n
     return m, node, sims
 
@@ -128,7 +36,7 @@ async def realm_with_node(master, keys, tmp_path, authid="node1", workers=("rtr1
 async def test_trace_lifecycle_and_events(master, keys, tmp_path):
     m, node, (rtr1,) = await realm_with_node(master, keys, tmp_path)
     oid = node["oid"]
-    ev = await Events().watch(m.s)
+    ev = await TracingEvents().watch(m.s)
 
     assert await w(m.s.call(P + "get_traces")) == []
     created = await w(m.s.call(P + "create_trace", "t1", [[oid, "rtr1"]], {"batching_period": 100}))
@@ -209,8 +117,8 @@ async def test_workers_by_node_authid_and_trace_data_republished(master, keys, t
     m, node, (rtr1, rtr2) = await realm_with_node(master, keys, tmp_path, workers=("rtr1", "rtr2"))
     oid = node["oid"]
     guest = await join(master, keys, realm=m.name, authrole="guest")
-    owner_ev = await Events().watch(m.s)
-    guest_ev = await Events().watch(guest)
+    owner_ev = await TracingEvents().watch(m.s)
+    guest_ev = await TracingEvents().watch(guest)
 
     # The reference names nodes by oid in calls and by authid in events; both work here.
     await w(m.s.call(P + "create_trace", "by-oid", [[oid, "rtr1"]]))
@@ -250,8 +158,8 @@ async def test_reader_roles_and_writer_roles(master, keys, tmp_path):
     guest = await join(master, keys, realm=m.name, authrole="guest")
     user = await join(master, keys, realm=m.name, authrole="user")
     assert guest.details.authrole == "guest" and user.details.authrole == "user"
-    owner_ev = await Events().watch(m.s)
-    guest_ev = await Events().watch(guest)
+    owner_ev = await TracingEvents().watch(m.s)
+    guest_ev = await TracingEvents().watch(guest)
 
     await w(m.s.call(P + "create_trace", "owners-only", [[oid, "rtr1"]], None, ["owner"]))
     await w(m.s.call(P + "create_trace", "no-guests", [[oid, "rtr1"]], exclude_reader_roles=["guest"]))
@@ -398,14 +306,7 @@ async def test_traces_go_with_their_management_realm(master, keys, tmp_path):
     # A new realm of the same name starts without traces.
     await w(m.su.call("crossbarfabriccenter.mrealm.create_mrealm", {"name": m.name}))
 
-    async def fresh():
-        try:
-            s = await join(master, keys, realm=m.name)
-        except Exception:
-            return None
-        return s
-
-    s = await eventually(fresh, "the new management realm")
+    s = await join_when_realm_exists(master, keys, m.name, timeout=5)
     assert await w(s.call(P + "get_traces")) == []
 
 
@@ -414,7 +315,7 @@ async def test_a_start_cut_short_by_a_restart_ends_as_stopping_failed(keys, tmp_
     """The replica carrying out a start goes down before it finishes: restarted, it marks
     the trace stopping_failed, from where a stop cleans up and a delete is allowed."""
     m = Master(tmp_path / "restart", keys.superuser.pub_path, config_text=None)
-    m.start()
+    await m.start_async()
     try:
         mr = await new_mrealm(m, keys)
         node, kp = await mr.pair_node(tmp_path, "node1")
@@ -423,7 +324,7 @@ async def test_a_start_cut_short_by_a_restart_ends_as_stopping_failed(keys, tmp_
 
         async def start_trace(trace_id=None, trace_options=None):
             reached.set()
-            await asyncio.sleep(60)
+            await asyncio.sleep(60)  # a delay, not a poll: the node does not answer before the kill
 
         await w(n.register(lambda *a, **kw: [], "crossbarfabriccenter.node.node1.worker.rtr1.get_traces"))
         await w(n.register(start_trace, "crossbarfabriccenter.node.node1.worker.rtr1.start_trace"))
@@ -431,7 +332,7 @@ async def test_a_start_cut_short_by_a_restart_ends_as_stopping_failed(keys, tmp_
         async def online():
             return await mr.s.call(P + "get_nodes", "online") == [node["oid"]]
 
-        await eventually(online, "the simulated node online")
+        await wait_until(online, what="the simulated node online")
         await w(mr.s.call(P + "create_trace", "t1", [[node["oid"], "rtr1"]]))
         pending = asyncio.ensure_future(mr.s.call(P + "start_trace", "t1"))
         await w(reached.wait(), 10)
@@ -442,16 +343,14 @@ async def test_a_start_cut_short_by_a_restart_ends_as_stopping_failed(keys, tmp_
         m.stop()
         await asyncio.gather(pending, return_exceptions=True)
 
-        m.start(ready_timeout=20)
+        await m.start_async(ready_timeout=20)
+        s = await join_when_realm_exists(m, keys, mr.name, timeout=20)
 
-        async def recovered():
-            try:
-                s = await join(m, keys, realm=mr.name)
-                return (await s.call(P + "get_trace", "t1"))["status"] == "stopping_failed" and s
-            except Exception:
-                return None
+        async def stopping_failed():
+            return (await s.call(P + "get_trace", "t1"))["status"] == "stopping_failed"
 
-        s = await eventually(recovered, "the trace marked stopping_failed after the restart", 20)
+        await wait_until(stopping_failed, 20, interval=0.05,
+                         what="the trace marked stopping_failed after the restart")
         stopped = await w(s.call(P + "stop_trace", "t1"))
         assert stopped["stopped"] == [] and stopped["failed"][0]["node_status"] == "offline", stopped
         assert await w(s.call(P + "delete_trace", "t1")) == {}
@@ -467,7 +366,7 @@ async def test_anonymous_sessions_join_as_public_and_only_read(master, keys, tmp
     oid = node["oid"]
     public = await join(master, realm=m.name, auth="anonymous")
     assert public.details.authrole == "public" and public.details.authid.startswith("anonymous-")
-    ev = await Events().watch(public)
+    ev = await TracingEvents().watch(public)
     await w(m.s.call(P + "create_trace", "seen", [[oid, "rtr1"]]))
     await w(m.s.call(P + "create_trace", "hidden", [[oid, "rtr1"]], exclude_reader_roles=["public"]))
 

@@ -6,8 +6,10 @@ import uuid
 
 from autobahn.wamp.exception import ApplicationError
 
-from conftest import KeyPair, aio, join, join_expect_abort, wait_until, w
-from test_mrealm_api import activated_user, call_error, closed, join_node, node_key, unique
+from conftest import aio, join, w
+from mgmt import call_error, closed, join_node, node_key, unique
+from users import join_as, join_as_refused, user
+from waiting import wait_until
 
 U = "crossbarfabriccenter.user."
 M = "crossbarfabriccenter.mrealm."
@@ -18,25 +20,6 @@ NODE_FIELDS = {
     "oid", "label", "description", "tags", "owner_oid", "pubkey", "cluster_ip",
     "mrealm_oid", "authid", "authextra",
 }
-
-
-async def user(master, tmp_path, prefix):
-    """An activated user: (global realm session, key pair, e-mail, user oid)."""
-    name = unique(prefix)
-    s = await activated_user(master, tmp_path, name)
-    kp = KeyPair(tmp_path / f"{name}.priv", tmp_path / f"{name}.pub")
-    me = await w(s.call(U + "get_user_by_email", s.details.authid))
-    return s, kp, s.details.authid, me["oid"]
-
-
-async def join_as(master, kp, email, realm, authrole=None):
-    return await join(master, key=kp, authid=email, authextra={"pubkey": kp.pubkey_hex}, realm=realm, authrole=authrole)
-
-
-async def join_as_refused(master, kp, email, realm, authrole=None):
-    return await join_expect_abort(
-        master, key=kp, authid=email, authextra={"pubkey": kp.pubkey_hex}, realm=realm, authrole=authrole
-    )
 
 
 async def subscribe(session, topic):
@@ -335,6 +318,8 @@ async def test_mrealm_roles_let_users_in(master, keys, tmp_path):
     assert await w(a.call(M + "set_roles_on_mrealm_for_user", m["oid"], b_oid, [4])) == ["guest"]
     left = await closed(admin)
     assert left.reason == "wamp.close.auth-changed", left
+    # Marker: a round trip of the guest session after the change; a close of it would come first.
+    await w(guest.call(M + "get_status"))
     assert not guest.left_f.done()
     d = await join_as_refused(master, b_kp, b_email, name, "admin")
     assert d.reason == "wamp.error.not_authorized", d
