@@ -5,6 +5,7 @@ mod arealm;
 mod args;
 mod backend;
 mod catalogue;
+mod clusters;
 mod controller;
 mod domain;
 pub mod errors;

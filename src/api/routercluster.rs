@@ -12,12 +12,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::args::*;
+use super::clusters::{self, Family};
 use super::errors::*;
 use super::objects::*;
 use super::reply::*;
 use super::route;
 use super::scope::Scope;
-use super::to_value;
 use crate::clock::now_ns;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{
@@ -34,21 +34,42 @@ const PREFIX: &str = "crossbarfabriccenter.mrealm.routercluster.";
 /// Bounds of a worker group's scale (cfxdb `RouterWorkerGroup`).
 const MAX_SCALE: u64 = 128;
 
+/// Router clusters as a cluster [`Family`]: members have a softlimit and a hardlimit, and
+/// application realms use their worker groups.
+pub static FAMILY: Family = Family {
+    what: "router cluster",
+    prefix: PREFIX,
+    name: "routercluster",
+    kind: Kind::RouterCluster,
+    member_kind: Kind::RouterClusterNodeMembership,
+    by_name: Index::RouterClusterByName,
+    new_cluster: |spec, fixed| {
+        build::<RouterCluster>(spec, fixed, INVALID_CONFIGURATION).map(AnyRecord::RouterCluster)
+    },
+    new_member: |config, fixed| {
+        let m: RouterClusterNodeMembership = build(config, fixed, INVALID_ARGUMENT)?;
+        if let (Some(soft), Some(hard)) = (m.softlimit, m.hardlimit)
+            && (soft < 0 || hard < soft)
+        {
+            return Err(bad_argument("need 0 <= softlimit <= hardlimit"));
+        }
+        Ok(AnyRecord::RouterClusterNodeMembership(m))
+    },
+    used_by_arealms: |s, r, c| {
+        let groups = r
+            .list::<RouterWorkerGroup>(&format!("{}/{c}/", s.mrealm_oid))?
+            .into_iter()
+            .map(|g| g.oid.to_string())
+            .collect();
+        Ok(("workergroup_oid", groups))
+    },
+};
+
 pub fn handlers(scope: &Arc<Scope>) -> Vec<(String, Handler)> {
     let s = scope;
-    vec![
-        route(s, PREFIX, "list_routerclusters", list_clusters),
-        route(s, PREFIX, "get_routercluster", get_cluster),
-        route(s, PREFIX, "get_routercluster_by_name", get_cluster_by_name),
-        route(s, PREFIX, "create_routercluster", create_cluster),
-        route(s, PREFIX, "delete_routercluster", delete_cluster),
-        route(s, PREFIX, "start_routercluster", start_cluster),
-        route(s, PREFIX, "stop_routercluster", stop_cluster),
+    let mut all = clusters::handlers(s, &FAMILY);
+    all.extend([
         route(s, PREFIX, "stat_routercluster", stat_cluster),
-        route(s, PREFIX, "list_routercluster_nodes", list_nodes),
-        route(s, PREFIX, "add_routercluster_node", add_node),
-        route(s, PREFIX, "remove_routercluster_node", remove_node),
-        route(s, PREFIX, "get_routercluster_node", get_node),
         route(s, PREFIX, "list_routercluster_workergroups", list_groups),
         route(s, PREFIX, "add_routercluster_workergroup", add_group),
         route(s, PREFIX, "remove_routercluster_workergroup", remove_group),
@@ -60,7 +81,8 @@ pub fn handlers(scope: &Arc<Scope>) -> Vec<(String, Handler)> {
             get_group_by_name,
         ),
         route(s, PREFIX, "stat_routercluster_workergroup", stat_group),
-    ]
+    ]);
+    all
 }
 
 fn publish(s: &Scope, topic: &str, v: &Value) {
@@ -68,20 +90,12 @@ fn publish(s: &Scope, topic: &str, v: &Value) {
         .publish(&format!("{PREFIX}{topic}"), vec![v.clone()]);
 }
 
-fn member_key(s: &Scope, c: &Uuid, n: &Uuid) -> String {
-    format!("{}/{c}/{n}", s.mrealm_oid)
-}
-
 fn group_key(s: &Scope, c: &Uuid, g: &Uuid) -> String {
     format!("{}/{c}/{g}", s.mrealm_oid)
 }
 
-fn cluster_in(s: &Scope, r: &Reader, c: &Uuid) -> Result<RouterCluster, CallError> {
-    get(r, &s.key(c), "router cluster", &c.to_string())
-}
-
 fn group_in(s: &Scope, r: &Reader, c: &Uuid, g: &Uuid) -> Result<RouterWorkerGroup, CallError> {
-    cluster_in(s, r, c)?;
+    FAMILY.cluster_in(s, r, c)?;
     get(
         r,
         &group_key(s, c, g),
@@ -101,137 +115,10 @@ fn placements_of(
 
 // ---- clusters ----------------------------------------------------------------------------
 
-async fn list_clusters(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let names = flag_arg(&inv, 0, "return_names")?;
-    let r = reader(&s).await?;
-    let items = r
-        .list::<RouterCluster>(&s.key_prefix())?
-        .into_iter()
-        .map(|c| (c.oid.to_string(), c.name))
-        .collect();
-    Ok(oids_or_names(items, names))
-}
-
-async fn get_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let c = oid_arg(&inv, 0, "routercluster_oid")?;
-    let r = reader(&s).await?;
-    Ok(wire_record(&cluster_in(&s, &r, &c)?))
-}
-
-async fn get_cluster_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let name = str_arg(&inv, 0, "routercluster_name")?.to_owned();
-    let r = reader(&s).await?;
-    r.lookup::<RouterCluster>(Index::RouterClusterByName, &s.key(&name))?
-        .map(|c| wire_record(&c))
-        .ok_or_else(|| no_such_object("router cluster named", format!("{name:?}")))
-}
-
-async fn create_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_writer(&inv)?;
-    let spec = dict_arg(&inv, 0, "routercluster")?;
-    match spec.get("name").and_then(Json::as_str) {
-        Some(n) if valid_config_id(n) => {}
-        other => {
-            return Err(CallError::new(
-                INVALID_CONFIGURATION,
-                format!("router cluster name {other:?} does not match ^[a-z][a-z0-9_]{{2,11}}$"),
-            ));
-        }
-    }
-    let owner = caller_oid(&s, &inv).await?;
-    let cluster: RouterCluster = build(
-        spec,
-        json!({
-            "oid": Uuid::new_v4(),
-            "mrealm_oid": s.mrealm_oid,
-            "status": "STOPPED",
-            "owner_oid": owner,
-            "changed": now_ns(),
-        }),
-        INVALID_CONFIGURATION,
-    )?;
-    let created = wire(
-        propose(
-            &s,
-            Command::Insert {
-                record: AnyRecord::RouterCluster(cluster),
-            },
-        )
-        .await?,
-    );
-    publish(&s, "on_routercluster_created", &created);
-    Ok(created)
-}
-
-async fn delete_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_owner(&inv)?;
-    let c = oid_arg(&inv, 0, "routercluster_oid")?;
-    {
-        let r = reader(&s).await?;
-        cluster_in(&s, &r, &c)?;
-        let groups: Vec<String> = r
-            .list::<RouterWorkerGroup>(&format!("{}/{c}/", s.mrealm_oid))?
-            .into_iter()
-            .map(|g| g.oid.to_string())
-            .collect();
-        check_unused(&s, &r, "workergroup_oid", &groups)?;
-    }
-    // Memberships, worker groups and their placements go with the cluster.
-    let deleted = wire(
-        propose(
-            &s,
-            Command::Delete {
-                kind: Kind::RouterCluster,
-                key: s.key(c),
-                cascade: false,
-            },
-        )
-        .await?,
-    );
-    publish(&s, "on_routercluster_deleted", &deleted);
-    Ok(deleted)
-}
-
-async fn start_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_owner(&inv)?;
-    let c = oid_arg(&inv, 0, "routercluster_oid")?;
-    let started = set_status(
-        &s,
-        Kind::RouterCluster,
-        &s.key(c),
-        "STARTING",
-        starting_from(),
-        Default::default(),
-    )
-    .await?;
-    let out = to_value(transition(&started, Some(&inv)));
-    publish(&s, "on_routercluster_starting", &out);
-    Ok(out)
-}
-
-async fn stop_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_writer(&inv)?;
-    let c = oid_arg(&inv, 0, "routercluster_oid")?;
-    // The reference refuses a wrong state with `cannot_start` here; `cannot_stop` is what
-    // the other objects' stops answer, and what the refusal means.
-    let (stopping, stopped) = stop(&s, Kind::RouterCluster, &s.key(c)).await?;
-    publish(
-        &s,
-        "on_routercluster_stopping",
-        &to_value(transition(&stopping, Some(&inv))),
-    );
-    publish(
-        &s,
-        "on_routercluster_stopped",
-        &to_value(transition(&stopped, None)),
-    );
-    Ok(to_value(transition(&stopped, Some(&inv))))
-}
-
 async fn stat_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     let c = oid_arg(&inv, 0, "routercluster_oid")?;
     let r = reader(&s).await?;
-    let cluster = cluster_in(&s, &r, &c)?;
+    let mut out = FAMILY.cluster_in(&s, &r, &c)?;
     let inside = format!("{}/{c}/", s.mrealm_oid);
     let members = r.list::<RouterClusterNodeMembership>(&inside)?;
     let mut online_nodes = 0;
@@ -245,7 +132,6 @@ async fn stat_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError
     for g in &groups {
         workers += placements_of(&s, &r, &g.oid)?.len();
     }
-    let mut out = serde_json::to_value(&cluster).unwrap_or(Json::Null);
     out["stats"] = json!({
         "nodes": members.len(),
         "nodes_online": online_nodes,
@@ -257,87 +143,6 @@ async fn stat_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError
 
 // ---- member nodes ------------------------------------------------------------------------
 
-async fn list_nodes(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let c = oid_arg(&inv, 0, "routercluster_oid")?;
-    let names = flag_arg(&inv, 1, "return_names")?;
-    let filter = node_status_filter(&inv, 2)?;
-    let r = reader(&s).await?;
-    cluster_in(&s, &r, &c)?;
-    let nodes = r
-        .list::<RouterClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))?
-        .into_iter()
-        .map(|m| m.node_oid)
-        .collect();
-    member_nodes(&s, &r, nodes, names, filter)
-}
-
-async fn add_node(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_writer(&inv)?;
-    let c = oid_arg(&inv, 0, "routercluster_oid")?;
-    let n = oid_arg(&inv, 1, "node_oid")?;
-    let config = opt_dict_arg(&inv, 2, "config")?;
-    {
-        let r = reader(&s).await?;
-        cluster_in(&s, &r, &c)?;
-        paired_node(&s, &r, &n)?;
-    }
-    let membership: RouterClusterNodeMembership = build(
-        config,
-        json!({"mrealm_oid": s.mrealm_oid, "cluster_oid": c, "node_oid": n}),
-        INVALID_ARGUMENT,
-    )?;
-    if let (Some(soft), Some(hard)) = (membership.softlimit, membership.hardlimit)
-        && (soft < 0 || hard < soft)
-    {
-        return Err(bad_argument("need 0 <= softlimit <= hardlimit"));
-    }
-    let added = wire(
-        propose(
-            &s,
-            Command::Insert {
-                record: AnyRecord::RouterClusterNodeMembership(membership),
-            },
-        )
-        .await?,
-    );
-    publish(&s, "on_routercluster_node_added", &added);
-    Ok(added)
-}
-
-async fn remove_node(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_writer(&inv)?;
-    let c = oid_arg(&inv, 0, "routercluster_oid")?;
-    let n = oid_arg(&inv, 1, "node_oid")?;
-    // Refused while workers of a worker group are placed on the node.
-    let removed = wire(
-        propose(
-            &s,
-            Command::Delete {
-                kind: Kind::RouterClusterNodeMembership,
-                key: member_key(&s, &c, &n),
-                cascade: false,
-            },
-        )
-        .await?,
-    );
-    publish(&s, "on_routercluster_node_removed", &removed);
-    Ok(removed)
-}
-
-async fn get_node(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let c = oid_arg(&inv, 0, "routercluster_oid")?;
-    let n = oid_arg(&inv, 1, "node_oid")?;
-    let r = reader(&s).await?;
-    cluster_in(&s, &r, &c)?;
-    let m: RouterClusterNodeMembership = get(
-        &r,
-        &member_key(&s, &c, &n),
-        "router cluster node",
-        &n.to_string(),
-    )?;
-    Ok(wire_record(&m))
-}
-
 // ---- worker groups -----------------------------------------------------------------------
 
 async fn list_groups(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
@@ -345,7 +150,7 @@ async fn list_groups(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError>
     let names = flag_arg(&inv, 1, "return_names")?;
     let status = opt_str_arg(&inv, 2, "filter_by_status")?;
     let r = reader(&s).await?;
-    cluster_in(&s, &r, &c)?;
+    FAMILY.cluster_in(&s, &r, &c)?;
     let items = r
         .list::<RouterWorkerGroup>(&format!("{}/{c}/", s.mrealm_oid))?
         .into_iter()
@@ -412,7 +217,7 @@ async fn add_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     };
     let nodes = {
         let r = reader(&s).await?;
-        cluster_in(&s, &r, &c)?;
+        FAMILY.cluster_in(&s, &r, &c)?;
         let members: Vec<(Uuid, Option<i64>)> = r
             .list::<RouterClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))?
             .into_iter()

@@ -12,16 +12,15 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::args::*;
+use super::clusters::{self, Family};
 use super::errors::*;
 use super::objects::*;
 use super::reply::*;
 use super::route;
 use super::scope::Scope;
-use super::to_value;
-use crate::clock::now_ns;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{Json, WebCluster, WebClusterNodeMembership, WebService};
-use crate::store::{AnyRecord, Command, Index, Kind, Reader};
+use crate::store::{AnyRecord, Command, Index, Kind};
 use crate::wamp::errors::INVALID_ARGUMENT;
 use crate::wamp::errors::*;
 use crate::wamp::{Dict, Value};
@@ -46,20 +45,32 @@ const SERVICE_TYPES: [&str; 14] = [
     "wap",
 ];
 
+/// Web clusters as a cluster [`Family`]: members run `parallel` proxy workers, and
+/// application realms use the cluster itself.
+pub static FAMILY: Family = Family {
+    what: "web cluster",
+    prefix: PREFIX,
+    name: "webcluster",
+    kind: Kind::WebCluster,
+    member_kind: Kind::WebClusterNodeMembership,
+    by_name: Index::WebClusterByName,
+    new_cluster: |spec, fixed| {
+        build::<WebCluster>(spec, fixed, INVALID_CONFIGURATION).map(AnyRecord::WebCluster)
+    },
+    new_member: |config, fixed| {
+        let m: WebClusterNodeMembership = build(config, fixed, INVALID_ARGUMENT)?;
+        if m.parallel.is_some_and(|p| p < 1) {
+            return Err(bad_argument("parallel must be at least 1"));
+        }
+        Ok(AnyRecord::WebClusterNodeMembership(m))
+    },
+    used_by_arealms: |_, _, c| Ok(("webcluster_oid", vec![c.to_string()])),
+};
+
 pub fn handlers(scope: &Arc<Scope>) -> Vec<(String, Handler)> {
     let s = scope;
-    vec![
-        route(s, PREFIX, "list_webclusters", list_clusters),
-        route(s, PREFIX, "get_webcluster", get_cluster),
-        route(s, PREFIX, "get_webcluster_by_name", get_cluster_by_name),
-        route(s, PREFIX, "create_webcluster", create_cluster),
-        route(s, PREFIX, "delete_webcluster", delete_cluster),
-        route(s, PREFIX, "start_webcluster", start_cluster),
-        route(s, PREFIX, "stop_webcluster", stop_cluster),
-        route(s, PREFIX, "list_webcluster_nodes", list_nodes),
-        route(s, PREFIX, "add_webcluster_node", add_node),
-        route(s, PREFIX, "remove_webcluster_node", remove_node),
-        route(s, PREFIX, "get_webcluster_node", get_node),
+    let mut all = clusters::handlers(s, &FAMILY);
+    all.extend([
         route(s, PREFIX, "list_webcluster_services", list_services),
         route(s, PREFIX, "add_webcluster_service", add_service),
         route(s, PREFIX, "remove_webcluster_service", remove_service),
@@ -70,7 +81,8 @@ pub fn handlers(scope: &Arc<Scope>) -> Vec<(String, Handler)> {
             "get_webcluster_service_by_path",
             get_service_by_path,
         ),
-    ]
+    ]);
+    all
 }
 
 fn publish(s: &Scope, topic: &str, v: &Value) {
@@ -82,211 +94,9 @@ fn inner_key(s: &Scope, c: &Uuid, x: &Uuid) -> String {
     format!("{}/{c}/{x}", s.mrealm_oid)
 }
 
-fn cluster_in(s: &Scope, r: &Reader, c: &Uuid) -> Result<WebCluster, CallError> {
-    get(r, &s.key(c), "web cluster", &c.to_string())
-}
-
 // ---- clusters ----------------------------------------------------------------------------
 
-async fn list_clusters(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let names = flag_arg(&inv, 0, "return_names")?;
-    let r = reader(&s).await?;
-    let items = r
-        .list::<WebCluster>(&s.key_prefix())?
-        .into_iter()
-        .map(|c| (c.oid.to_string(), c.name))
-        .collect();
-    Ok(oids_or_names(items, names))
-}
-
-async fn get_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let c = oid_arg(&inv, 0, "webcluster_oid")?;
-    let r = reader(&s).await?;
-    Ok(wire_record(&cluster_in(&s, &r, &c)?))
-}
-
-async fn get_cluster_by_name(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let name = str_arg(&inv, 0, "webcluster_name")?.to_owned();
-    let r = reader(&s).await?;
-    r.lookup::<WebCluster>(Index::WebClusterByName, &s.key(&name))?
-        .map(|c| wire_record(&c))
-        .ok_or_else(|| no_such_object("web cluster named", format!("{name:?}")))
-}
-
-async fn create_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_writer(&inv)?;
-    let spec = dict_arg(&inv, 0, "webcluster")?;
-    match spec.get("name").and_then(Json::as_str) {
-        Some(n) if valid_config_id(n) => {}
-        other => {
-            return Err(CallError::new(
-                INVALID_CONFIGURATION,
-                format!("web cluster name {other:?} does not match ^[a-z][a-z0-9_]{{2,11}}$"),
-            ));
-        }
-    }
-    let owner = caller_oid(&s, &inv).await?;
-    let cluster: WebCluster = build(
-        spec,
-        json!({
-            "oid": Uuid::new_v4(),
-            "mrealm_oid": s.mrealm_oid,
-            "status": "STOPPED",
-            "owner_oid": owner,
-            "changed": now_ns(),
-        }),
-        INVALID_CONFIGURATION,
-    )?;
-    let created = wire(
-        propose(
-            &s,
-            Command::Insert {
-                record: AnyRecord::WebCluster(cluster),
-            },
-        )
-        .await?,
-    );
-    publish(&s, "on_webcluster_created", &created);
-    Ok(created)
-}
-
-async fn delete_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_writer(&inv)?;
-    let c = oid_arg(&inv, 0, "webcluster_oid")?;
-    {
-        let r = reader(&s).await?;
-        cluster_in(&s, &r, &c)?;
-        check_unused(&s, &r, "webcluster_oid", &[c.to_string()])?;
-    }
-    // Memberships and services go with the cluster.
-    let deleted = wire(
-        propose(
-            &s,
-            Command::Delete {
-                kind: Kind::WebCluster,
-                key: s.key(c),
-                cascade: false,
-            },
-        )
-        .await?,
-    );
-    publish(&s, "on_webcluster_deleted", &deleted);
-    Ok(deleted)
-}
-
-async fn start_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_writer(&inv)?;
-    let c = oid_arg(&inv, 0, "webcluster_oid")?;
-    let started = set_status(
-        &s,
-        Kind::WebCluster,
-        &s.key(c),
-        "STARTING",
-        starting_from(),
-        Default::default(),
-    )
-    .await?;
-    let out = to_value(transition(&started, Some(&inv)));
-    publish(&s, "on_webcluster_starting", &out);
-    Ok(out)
-}
-
-async fn stop_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_writer(&inv)?;
-    let c = oid_arg(&inv, 0, "webcluster_oid")?;
-    let (stopping, stopped) = stop(&s, Kind::WebCluster, &s.key(c)).await?;
-    publish(
-        &s,
-        "on_webcluster_stopping",
-        &to_value(transition(&stopping, Some(&inv))),
-    );
-    publish(
-        &s,
-        "on_webcluster_stopped",
-        &to_value(transition(&stopped, None)),
-    );
-    Ok(to_value(transition(&stopped, Some(&inv))))
-}
-
 // ---- member nodes ------------------------------------------------------------------------
-
-async fn list_nodes(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let c = oid_arg(&inv, 0, "webcluster_oid")?;
-    let names = flag_arg(&inv, 1, "return_names")?;
-    let filter = node_status_filter(&inv, 2)?;
-    let r = reader(&s).await?;
-    cluster_in(&s, &r, &c)?;
-    let nodes = r
-        .list::<WebClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))?
-        .into_iter()
-        .map(|m| m.node_oid)
-        .collect();
-    member_nodes(&s, &r, nodes, names, filter)
-}
-
-async fn add_node(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_writer(&inv)?;
-    let c = oid_arg(&inv, 0, "webcluster_oid")?;
-    let n = oid_arg(&inv, 1, "node_oid")?;
-    let config = opt_dict_arg(&inv, 2, "config")?;
-    {
-        let r = reader(&s).await?;
-        cluster_in(&s, &r, &c)?;
-        paired_node(&s, &r, &n)?;
-    }
-    let membership: WebClusterNodeMembership = build(
-        config,
-        json!({"mrealm_oid": s.mrealm_oid, "cluster_oid": c, "node_oid": n}),
-        INVALID_ARGUMENT,
-    )?;
-    if membership.parallel.is_some_and(|p| p < 1) {
-        return Err(bad_argument("parallel must be at least 1"));
-    }
-    let added = wire(
-        propose(
-            &s,
-            Command::Insert {
-                record: AnyRecord::WebClusterNodeMembership(membership),
-            },
-        )
-        .await?,
-    );
-    publish(&s, "on_webcluster_node_added", &added);
-    Ok(added)
-}
-
-async fn remove_node(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    require_writer(&inv)?;
-    let c = oid_arg(&inv, 0, "webcluster_oid")?;
-    let n = oid_arg(&inv, 1, "node_oid")?;
-    let removed = wire(
-        propose(
-            &s,
-            Command::Delete {
-                kind: Kind::WebClusterNodeMembership,
-                key: inner_key(&s, &c, &n),
-                cascade: false,
-            },
-        )
-        .await?,
-    );
-    publish(&s, "on_webcluster_node_removed", &removed);
-    Ok(removed)
-}
-
-async fn get_node(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let c = oid_arg(&inv, 0, "webcluster_oid")?;
-    let n = oid_arg(&inv, 1, "node_oid")?;
-    let r = reader(&s).await?;
-    cluster_in(&s, &r, &c)?;
-    let m: WebClusterNodeMembership = get(
-        &r,
-        &inner_key(&s, &c, &n),
-        "web cluster node",
-        &n.to_string(),
-    )?;
-    Ok(wire_record(&m))
-}
 
 // ---- services ----------------------------------------------------------------------------
 
@@ -294,7 +104,7 @@ async fn list_services(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallErro
     let c = oid_arg(&inv, 0, "webcluster_oid")?;
     let prefix = opt_str_arg(&inv, 1, "prefix")?;
     let r = reader(&s).await?;
-    cluster_in(&s, &r, &c)?;
+    FAMILY.cluster_in(&s, &r, &c)?;
     let mut out = Dict::new();
     for ws in r.list::<WebService>(&format!("{}/{c}/", s.mrealm_oid))? {
         if prefix.as_deref().is_none_or(|p| ws.path.starts_with(p)) {
@@ -321,7 +131,8 @@ async fn add_service(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError>
     check_service(&spec)?;
     {
         let r = reader(&s).await?;
-        let cluster = cluster_in(&s, &r, &c)?;
+        let cluster: WebCluster =
+            serde_json::from_value(FAMILY.cluster_in(&s, &r, &c)?).map_err(corrupt_record)?;
         // Running proxies are configured once, when the cluster starts.
         if !["STOPPED", "PAUSED"].contains(&cluster.status.as_str()) {
             return Err(CallError::new(
@@ -379,7 +190,7 @@ async fn get_service(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError>
     let c = oid_arg(&inv, 0, "webcluster_oid")?;
     let ws = oid_arg(&inv, 1, "webservice_oid")?;
     let r = reader(&s).await?;
-    cluster_in(&s, &r, &c)?;
+    FAMILY.cluster_in(&s, &r, &c)?;
     let service: WebService = get(&r, &inner_key(&s, &c, &ws), "web service", &ws.to_string())?;
     Ok(wire_record(&service))
 }
@@ -388,7 +199,7 @@ async fn get_service_by_path(s: Arc<Scope>, inv: Invocation) -> Result<Value, Ca
     let c = oid_arg(&inv, 0, "webcluster_oid")?;
     let path = str_arg(&inv, 1, "path")?.to_owned();
     let r = reader(&s).await?;
-    cluster_in(&s, &r, &c)?;
+    FAMILY.cluster_in(&s, &r, &c)?;
     r.lookup::<WebService>(
         Index::WebServiceByPath,
         &format!("{}/{c}/{path}", s.mrealm_oid),

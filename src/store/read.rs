@@ -66,14 +66,29 @@ impl Reader {
         Ok(self.txn.open_table(kind.table())?.len()?)
     }
 
+    /// The primary key a unique index entry points at.
+    fn primary_key(&self, index: Index, ikey: &str) -> Result<Option<String>, StoreError> {
+        let table = self.txn.open_table(index.table())?;
+        Ok(table.get(ikey)?.map(|v| v.value().to_string()))
+    }
+
     /// The object a unique index entry points at.
     pub fn lookup<R: Record>(&self, index: Index, ikey: &str) -> Result<Option<R>, StoreError> {
-        let pk = {
-            let table = self.txn.open_table(index.table())?;
-            table.get(ikey)?.map(|v| v.value().to_string())
-        };
-        match pk {
+        match self.primary_key(index, ikey)? {
             Some(pk) => self.get(&pk),
+            None => Ok(None),
+        }
+    }
+
+    /// The raw JSON of the object of `kind` a unique index entry points at.
+    pub fn lookup_json(
+        &self,
+        kind: Kind,
+        index: Index,
+        ikey: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        match self.primary_key(index, ikey)? {
+            Some(pk) => self.get_json(kind, &pk),
             None => Ok(None),
         }
     }

@@ -1,0 +1,290 @@
+//! What router clusters and web clusters share (spec §6.5, §6.6): listing, reading,
+//! creating, deleting, starting and stopping a cluster, and its member nodes. A [`Family`]
+//! names what differs: URIs, record kinds, how a record is built from the caller's input, and
+//! what an application realm uses of it.
+//!
+//! One permission rule for both: reads are for everyone on the realm, changes for owners and
+//! admins, and deleting or starting a cluster for owners only (the reference's rule for
+//! router clusters; it had none for web clusters).
+
+use std::sync::Arc;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::args::{dict_arg, flag_arg, node_status_filter, oid_arg, opt_dict_arg, str_arg};
+use super::errors::no_such_object;
+use super::objects::*;
+use super::reply::{oids_or_names, transition, wire};
+use super::route;
+use super::scope::Scope;
+use super::to_value;
+use crate::clock::now_ns;
+use crate::router::internal::{CallError, Handler, Invocation};
+use crate::store::model::{Extra, Json};
+use crate::store::{AnyRecord, Command, Index, Kind, Reader};
+use crate::wamp::Value;
+use crate::wamp::errors::INVALID_CONFIGURATION;
+
+/// The application-realm field that refers to a cluster's parts, and the oids of the parts
+/// of cluster `c` (the cluster itself or its worker groups).
+pub type UsedByArealms =
+    fn(&Scope, &Reader, &Uuid) -> Result<(&'static str, Vec<String>), CallError>;
+
+/// One kind of cluster.
+pub struct Family {
+    /// In messages: "router cluster", "web cluster".
+    pub what: &'static str,
+    /// Procedure and topic prefix, e.g. `crossbarfabriccenter.mrealm.routercluster.`.
+    pub prefix: &'static str,
+    /// In procedure, topic and argument names: `routercluster`, `webcluster`.
+    pub name: &'static str,
+    pub kind: Kind,
+    pub member_kind: Kind,
+    pub by_name: Index,
+    /// A cluster record from the caller's spec and the fields the master decides.
+    pub new_cluster: fn(Extra, Json) -> Result<AnyRecord, CallError>,
+    /// A membership record from the caller's config and the fields the master decides,
+    /// checked against the family's own rules.
+    pub new_member: fn(Extra, Json) -> Result<AnyRecord, CallError>,
+    /// What application realms use of a cluster (deleting it is refused while they run).
+    pub used_by_arealms: UsedByArealms,
+}
+
+impl Family {
+    fn publish(&self, s: &Scope, event: &str, v: &Value) {
+        s.events.publish(
+            &format!("{}on_{}_{event}", self.prefix, self.name),
+            vec![v.clone()],
+        );
+    }
+
+    fn oid(&self, inv: &Invocation) -> Result<Uuid, CallError> {
+        oid_arg(inv, 0, &format!("{}_oid", self.name))
+    }
+
+    /// The cluster `c` of this realm, as stored.
+    pub fn cluster_in(&self, s: &Scope, r: &Reader, c: &Uuid) -> Result<Json, CallError> {
+        r.get_json(self.kind, &s.key(c))?
+            .ok_or_else(|| no_such_object(self.what, c))
+    }
+}
+
+/// The procedures every family has, registered under its names.
+pub fn handlers(scope: &Arc<Scope>, f: &'static Family) -> Vec<(String, Handler)> {
+    let n = f.name;
+    let p = f.prefix;
+    vec![
+        route(scope, p, &format!("list_{n}s"), move |s, i| list(f, s, i)),
+        route(scope, p, &format!("get_{n}"), move |s, i| get(f, s, i)),
+        route(scope, p, &format!("get_{n}_by_name"), move |s, i| {
+            get_by_name(f, s, i)
+        }),
+        route(scope, p, &format!("create_{n}"), move |s, i| {
+            create(f, s, i)
+        }),
+        route(scope, p, &format!("delete_{n}"), move |s, i| {
+            delete(f, s, i)
+        }),
+        route(scope, p, &format!("start_{n}"), move |s, i| start(f, s, i)),
+        route(scope, p, &format!("stop_{n}"), move |s, i| {
+            stop_cluster(f, s, i)
+        }),
+        route(scope, p, &format!("list_{n}_nodes"), move |s, i| {
+            list_nodes(f, s, i)
+        }),
+        route(scope, p, &format!("add_{n}_node"), move |s, i| {
+            add_node(f, s, i)
+        }),
+        route(scope, p, &format!("remove_{n}_node"), move |s, i| {
+            remove_node(f, s, i)
+        }),
+        route(scope, p, &format!("get_{n}_node"), move |s, i| {
+            get_node(f, s, i)
+        }),
+    ]
+}
+
+fn member_key(s: &Scope, c: &Uuid, n: &Uuid) -> String {
+    format!("{}/{c}/{n}", s.mrealm_oid)
+}
+
+fn field(j: &Json, name: &str) -> String {
+    j.get(name)
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn list(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let names = flag_arg(&inv, 0, "return_names")?;
+    let r = reader(&s).await?;
+    let items = r
+        .list_json(f.kind, &s.key_prefix())?
+        .into_iter()
+        .map(|(_, c)| (field(&c, "oid"), field(&c, "name")))
+        .collect();
+    Ok(oids_or_names(items, names))
+}
+
+async fn get(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = f.oid(&inv)?;
+    let r = reader(&s).await?;
+    Ok(wire(f.cluster_in(&s, &r, &c)?))
+}
+
+async fn get_by_name(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let name = str_arg(&inv, 0, &format!("{}_name", f.name))?.to_owned();
+    let r = reader(&s).await?;
+    r.lookup_json(f.kind, f.by_name, &s.key(&name))?
+        .map(wire)
+        .ok_or_else(|| no_such_object(&format!("{} named", f.what), format!("{name:?}")))
+}
+
+async fn create(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_writer(&inv)?;
+    let spec = dict_arg(&inv, 0, f.name)?;
+    match spec.get("name").and_then(Json::as_str) {
+        Some(n) if valid_config_id(n) => {}
+        other => {
+            return Err(CallError::new(
+                INVALID_CONFIGURATION,
+                format!(
+                    "{} name {other:?} does not match ^[a-z][a-z0-9_]{{2,11}}$",
+                    f.what
+                ),
+            ));
+        }
+    }
+    let owner = caller_oid(&s, &inv).await?;
+    let record = (f.new_cluster)(
+        spec,
+        json!({
+            "oid": Uuid::new_v4(),
+            "mrealm_oid": s.mrealm_oid,
+            "status": "STOPPED",
+            "owner_oid": owner,
+            "changed": now_ns(),
+        }),
+    )?;
+    let created = wire(propose(&s, Command::Insert { record }).await?);
+    f.publish(&s, "created", &created);
+    Ok(created)
+}
+
+async fn delete(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_owner(&inv)?;
+    let c = f.oid(&inv)?;
+    {
+        let r = reader(&s).await?;
+        f.cluster_in(&s, &r, &c)?;
+        let (field, parts) = (f.used_by_arealms)(&s, &r, &c)?;
+        check_unused(&s, &r, field, &parts)?;
+    }
+    // Memberships and what hangs below the cluster go with it; a cluster that is not
+    // stopped is refused by the store.
+    let deleted = wire(
+        propose(
+            &s,
+            Command::Delete {
+                kind: f.kind,
+                key: s.key(c),
+                cascade: false,
+            },
+        )
+        .await?,
+    );
+    f.publish(&s, "deleted", &deleted);
+    Ok(deleted)
+}
+
+async fn start(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_owner(&inv)?;
+    let c = f.oid(&inv)?;
+    let started = set_status(
+        &s,
+        f.kind,
+        &s.key(c),
+        "STARTING",
+        starting_from(),
+        Default::default(),
+    )
+    .await?;
+    let out = to_value(transition(&started, Some(&inv)));
+    f.publish(&s, "starting", &out);
+    Ok(out)
+}
+
+async fn stop_cluster(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_writer(&inv)?;
+    let c = f.oid(&inv)?;
+    // The reference refuses a wrong state of a router cluster with `cannot_start`;
+    // `cannot_stop` is what every other stop answers, and what the refusal means.
+    let (stopping, stopped) = stop(&s, f.kind, &s.key(c)).await?;
+    f.publish(&s, "stopping", &to_value(transition(&stopping, Some(&inv))));
+    f.publish(&s, "stopped", &to_value(transition(&stopped, None)));
+    Ok(to_value(transition(&stopped, Some(&inv))))
+}
+
+async fn list_nodes(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = f.oid(&inv)?;
+    let names = flag_arg(&inv, 1, "return_names")?;
+    let filter = node_status_filter(&inv, 2)?;
+    let r = reader(&s).await?;
+    f.cluster_in(&s, &r, &c)?;
+    let nodes = r
+        .list_json(f.member_kind, &format!("{}/{c}/", s.mrealm_oid))?
+        .into_iter()
+        .filter_map(|(_, m)| Uuid::parse_str(&field(&m, "node_oid")).ok())
+        .collect();
+    member_nodes(&s, &r, nodes, names, filter)
+}
+
+async fn add_node(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_writer(&inv)?;
+    let c = f.oid(&inv)?;
+    let n = oid_arg(&inv, 1, "node_oid")?;
+    let config = opt_dict_arg(&inv, 2, "config")?;
+    {
+        let r = reader(&s).await?;
+        f.cluster_in(&s, &r, &c)?;
+        paired_node(&s, &r, &n)?;
+    }
+    let record = (f.new_member)(
+        config,
+        json!({"mrealm_oid": s.mrealm_oid, "cluster_oid": c, "node_oid": n}),
+    )?;
+    let added = wire(propose(&s, Command::Insert { record }).await?);
+    f.publish(&s, "node_added", &added);
+    Ok(added)
+}
+
+async fn remove_node(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    require_writer(&inv)?;
+    let c = f.oid(&inv)?;
+    let n = oid_arg(&inv, 1, "node_oid")?;
+    // The store refuses while workers of this cluster are placed on the node.
+    let removed = wire(
+        propose(
+            &s,
+            Command::Delete {
+                kind: f.member_kind,
+                key: member_key(&s, &c, &n),
+                cascade: false,
+            },
+        )
+        .await?,
+    );
+    f.publish(&s, "node_removed", &removed);
+    Ok(removed)
+}
+
+async fn get_node(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = f.oid(&inv)?;
+    let n = oid_arg(&inv, 1, "node_oid")?;
+    let r = reader(&s).await?;
+    f.cluster_in(&s, &r, &c)?;
+    r.get_json(f.member_kind, &member_key(&s, &c, &n))?
+        .map(wire)
+        .ok_or_else(|| no_such_object(&format!("{} node", f.what), n))
+}
