@@ -1,6 +1,14 @@
 //! Management backends, registered as internal callees on the router: the domain, user and
 //! management-realm procedures of the global realm (spec §6.1).
 
+/// `(URI, handler)` pairs of `async fn(ctx, publisher, invocation)` backends, each registered
+/// under `prefix` + its own name.
+macro_rules! backends {
+    ($ctx:expr, $publisher:expr, $prefix:literal; $($name:ident),* $(,)?) => {
+        vec![$((concat!($prefix, stringify!($name)), $crate::api::backend($ctx, $publisher, $name))),*]
+    };
+}
+
 mod arealm;
 mod args;
 mod backend;

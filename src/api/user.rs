@@ -8,7 +8,7 @@ use super::args::{delta_arg, dict_arg, flag_arg, oid_arg, roles_arg, str_arg};
 use super::errors::{bad_argument, no_such};
 use super::mrealm::caller_user;
 use super::reply::{record_value, role_names, sorted_list};
-use super::{Ctx, Publisher, backend};
+use super::{Ctx, Publisher};
 use crate::clock::now_micros;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{Oid, Organization, ROLE_OWNER, User, UserOrganizationRole};
@@ -402,62 +402,23 @@ async fn get_roles_on_organization_for_user(ctx: Arc<Ctx>, _: Publisher, inv: In
 }
 
 pub fn handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Handler)> {
-    vec![
-        (
-            "crossbarfabriccenter.user.list_organizations",
-            backend(ctx, publisher, list_organizations),
-        ),
-        (
-            "crossbarfabriccenter.user.get_organization",
-            backend(ctx, publisher, get_organization),
-        ),
-        (
-            "crossbarfabriccenter.user.create_organization",
-            backend(ctx, publisher, create_organization),
-        ),
-        (
-            "crossbarfabriccenter.user.modify_organization",
-            backend(ctx, publisher, modify_organization),
-        ),
-        (
-            "crossbarfabriccenter.user.delete_organization",
-            backend(ctx, publisher, delete_organization),
-        ),
-        (
-            "crossbarfabriccenter.user.get_user",
-            backend(ctx, publisher, get_user),
-        ),
-        (
-            "crossbarfabriccenter.user.get_user_by_pubkey",
-            backend(ctx, publisher, get_user_by_pubkey),
-        ),
-        (
-            "crossbarfabriccenter.user.get_user_by_email",
-            backend(ctx, publisher, get_user_by_email),
-        ),
-        (
-            "crossbarfabriccenter.user.list_users",
-            backend(ctx, publisher, list_users),
-        ),
-        (
-            "crossbarfabriccenter.user.modify_user",
-            backend(ctx, publisher, modify_user),
-        ),
-        (
-            "crossbarfabriccenter.user.list_users_by_organization",
-            backend(ctx, publisher, list_users_by_organization),
-        ),
-        (
-            "crossbarfabriccenter.user.list_organizations_by_user",
-            backend(ctx, publisher, list_organizations_by_user),
-        ),
-        (
-            "crossbarfabriccenter.user.set_roles_on_organization_for_user",
-            backend(ctx, publisher, set_roles_on_organization_for_user),
-        ),
-        (
-            "crossbarfabriccenter.user.get_roles_on_organization_for_user",
-            backend(ctx, publisher, get_roles_on_organization_for_user),
-        ),
+    backends![
+        ctx,
+        publisher,
+        "crossbarfabriccenter.user.";
+        list_organizations,
+        get_organization,
+        create_organization,
+        modify_organization,
+        delete_organization,
+        get_user,
+        get_user_by_pubkey,
+        get_user_by_email,
+        list_users,
+        modify_user,
+        list_users_by_organization,
+        list_organizations_by_user,
+        set_roles_on_organization_for_user,
+        get_roles_on_organization_for_user,
     ]
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use super::*;
 use crate::api::args::{delta_arg, oid_arg, str_arg};
-use crate::api::backend;
 use crate::api::errors::bad_argument;
 use crate::api::{Ctx, Publisher, to_json, to_value};
 use crate::clock::now_micros;
@@ -214,34 +213,16 @@ async fn modify_mrealm(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> 
 
 /// This group's procedures, as (URI, handler) pairs.
 pub(super) fn handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Handler)> {
-    vec![
-        (
-            "crossbarfabriccenter.mrealm.list_mrealms",
-            backend(ctx, publisher, list_mrealms),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.get_mrealm",
-            backend(ctx, publisher, get_mrealm),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.get_mrealm_by_name",
-            backend(ctx, publisher, get_mrealm_by_name),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.create_mrealm",
-            backend(ctx, publisher, create_mrealm),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.delete_mrealm",
-            backend(ctx, publisher, delete_mrealm),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.delete_mrealm_by_name",
-            backend(ctx, publisher, delete_mrealm_by_name),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.modify_mrealm",
-            backend(ctx, publisher, modify_mrealm),
-        ),
+    backends![
+        ctx,
+        publisher,
+        "crossbarfabriccenter.mrealm.";
+        list_mrealms,
+        get_mrealm,
+        get_mrealm_by_name,
+        create_mrealm,
+        delete_mrealm,
+        delete_mrealm_by_name,
+        modify_mrealm,
     ]
 }

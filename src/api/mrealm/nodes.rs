@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::*;
 use crate::api::args::{delta_arg, flag_arg, oid_arg, str_arg};
-use crate::api::backend;
 use crate::api::errors::{bad_argument, no_such};
 use crate::api::reply::record_value;
 use crate::api::{Ctx, Publisher, to_json, to_value};
@@ -309,54 +308,21 @@ async fn stat_node(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
 
 /// This group's procedures, as (URI, handler) pairs.
 pub(super) fn handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Handler)> {
-    vec![
-        (
-            "crossbarfabriccenter.mrealm.pair_node",
-            backend(ctx, publisher, pair_node),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.unpair_node",
-            backend(ctx, publisher, unpair_node),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.unpair_node_by_pubkey",
-            backend(ctx, publisher, unpair_node_by_pubkey),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.unpair_node_by_name",
-            backend(ctx, publisher, unpair_node_by_name),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.get_node",
-            backend(ctx, publisher, get_node),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.get_node_by_name",
-            backend(ctx, publisher, get_node_by_name),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.list_nodes",
-            backend(ctx, publisher, list_nodes),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.list_nodes_by_mrealm",
-            backend(ctx, publisher, list_nodes_by_mrealm),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.list_nodes_by_mrealm_name",
-            backend(ctx, publisher, list_nodes_by_mrealm_name),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.modify_node",
-            backend(ctx, publisher, modify_node),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.delete_node",
-            backend(ctx, publisher, delete_node),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.stat_node",
-            backend(ctx, publisher, stat_node),
-        ),
+    backends![
+        ctx,
+        publisher,
+        "crossbarfabriccenter.mrealm.";
+        pair_node,
+        unpair_node,
+        unpair_node_by_pubkey,
+        unpair_node_by_name,
+        get_node,
+        get_node_by_name,
+        list_nodes,
+        list_nodes_by_mrealm,
+        list_nodes_by_mrealm_name,
+        modify_node,
+        delete_node,
+        stat_node,
     ]
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use super::*;
 use crate::api::args::{oid_arg, roles_arg};
-use crate::api::backend;
 use crate::api::errors::{bad_argument, no_such};
 use crate::api::reply::role_names;
 use crate::api::{Ctx, Publisher};
@@ -79,14 +78,11 @@ async fn get_roles_on_mrealm_for_user(ctx: Arc<Ctx>, _: Publisher, inv: Invocati
 
 /// This group's procedures, as (URI, handler) pairs.
 pub(super) fn handlers(ctx: &Arc<Ctx>, publisher: &Publisher) -> Vec<(&'static str, Handler)> {
-    vec![
-        (
-            "crossbarfabriccenter.mrealm.set_roles_on_mrealm_for_user",
-            backend(ctx, publisher, set_roles_on_mrealm_for_user),
-        ),
-        (
-            "crossbarfabriccenter.mrealm.get_roles_on_mrealm_for_user",
-            backend(ctx, publisher, get_roles_on_mrealm_for_user),
-        ),
+    backends![
+        ctx,
+        publisher,
+        "crossbarfabriccenter.mrealm.";
+        set_roles_on_mrealm_for_user,
+        get_roles_on_mrealm_for_user,
     ]
 }
