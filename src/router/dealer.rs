@@ -1,4 +1,7 @@
 //! RPC: registrations, invocation policies, pending calls, cancel, progress and timeouts.
+//!
+//! Long because the dealer is one state machine (registrations, calls, invocations,
+//! cancels, timeouts, progressive results) whose transitions share the same tables.
 
 use std::collections::HashMap;
 use std::sync::Weak;

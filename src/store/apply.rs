@@ -2,6 +2,9 @@
 //!
 //! Every operation validates first and writes second, so a refused command leaves no trace
 //! and the rest of the batch commits.
+//!
+//! Long because the deterministic apply is one match over every command: replicas must
+//! agree byte for byte, and one function makes every rule visible at once.
 
 use redb::{ReadableTable, WriteTransaction};
 use serde_json::Value as Json;

@@ -1,4 +1,7 @@
 //! Typed WAMP v2 messages (basic and advanced profile) and their array form.
+//!
+//! Long because it is one enum and its codec for all 25 WAMP messages: each arm is a few
+//! lines and they read best side by side with the spec's message table.
 
 use serde::ser::{SerializeSeq, Serializer};
 
