@@ -12,17 +12,17 @@ use std::sync::Arc;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::args::{dict_arg, flag_arg, node_status_filter, oid_arg, opt_dict_arg, str_arg};
+use super::args::{dict_arg, flag_arg, node_status_filter, oid_arg, opt_dict_arg};
 use super::errors::no_such_object;
 use super::objects::*;
-use super::reply::{oids_or_names, transition, wire};
+use super::reply::{transition, wire};
 use super::route;
 use super::scope::Scope;
 use super::to_value;
 use crate::clock::now_ns;
 use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{Extra, Json};
-use crate::store::{AnyRecord, Command, Index, Kind, Reader};
+use crate::store::{AnyRecord, Command, Kind, Reader};
 use crate::wamp::Value;
 use crate::wamp::errors::INVALID_CONFIGURATION;
 
@@ -33,15 +33,13 @@ pub type UsedByArealms =
 
 /// One kind of cluster.
 pub struct Family {
-    /// In messages: "router cluster", "web cluster".
-    pub what: &'static str,
     /// Procedure and topic prefix, e.g. `crossbarfabriccenter.mrealm.routercluster.`.
     pub prefix: &'static str,
     /// In procedure, topic and argument names: `routercluster`, `webcluster`.
     pub name: &'static str,
-    pub kind: Kind,
+    /// The cluster as a named object: kind, name index, messages and arguments.
+    pub named: Named,
     pub member_kind: Kind,
-    pub by_name: Index,
     /// A cluster record from the caller's spec and the fields the master decides.
     pub new_cluster: fn(Extra, Json) -> Result<AnyRecord, CallError>,
     /// A membership record from the caller's config and the fields the master decides,
@@ -65,8 +63,7 @@ impl Family {
 
     /// The cluster `c` of this realm, as stored.
     pub fn cluster_in(&self, s: &Scope, r: &Reader, c: &Uuid) -> Result<Json, CallError> {
-        r.get_json(self.kind, &s.key(c))?
-            .ok_or_else(|| no_such_object(self.what, c))
+        self.named.in_realm(s, r, c)
     }
 }
 
@@ -74,12 +71,8 @@ impl Family {
 pub fn handlers(scope: &Arc<Scope>, f: &'static Family) -> Vec<(String, Handler)> {
     let n = f.name;
     let p = f.prefix;
-    vec![
-        route(scope, p, &format!("list_{n}s"), move |s, i| list(f, s, i)),
-        route(scope, p, &format!("get_{n}"), move |s, i| get(f, s, i)),
-        route(scope, p, &format!("get_{n}_by_name"), move |s, i| {
-            get_by_name(f, s, i)
-        }),
+    let mut all = f.named.routes(scope, p, &format!("{n}s"), n);
+    all.extend([
         route(scope, p, &format!("create_{n}"), move |s, i| {
             create(f, s, i)
         }),
@@ -102,43 +95,12 @@ pub fn handlers(scope: &Arc<Scope>, f: &'static Family) -> Vec<(String, Handler)
         route(scope, p, &format!("get_{n}_node"), move |s, i| {
             get_node(f, s, i)
         }),
-    ]
+    ]);
+    all
 }
 
 fn member_key(s: &Scope, c: &Uuid, n: &Uuid) -> String {
     format!("{}/{c}/{n}", s.mrealm_oid)
-}
-
-fn field(j: &Json, name: &str) -> String {
-    j.get(name)
-        .and_then(Json::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn list(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let names = flag_arg(&inv, 0, "return_names")?;
-    let r = reader(&s).await?;
-    let items = r
-        .list_json(f.kind, &s.key_prefix())?
-        .into_iter()
-        .map(|(_, c)| (field(&c, "oid"), field(&c, "name")))
-        .collect();
-    Ok(oids_or_names(items, names))
-}
-
-async fn get(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let c = f.oid(&inv)?;
-    let r = reader(&s).await?;
-    Ok(wire(f.cluster_in(&s, &r, &c)?))
-}
-
-async fn get_by_name(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
-    let name = str_arg(&inv, 0, &format!("{}_name", f.name))?.to_owned();
-    let r = reader(&s).await?;
-    r.lookup_json(f.kind, f.by_name, &s.key(&name))?
-        .map(wire)
-        .ok_or_else(|| no_such_object(&format!("{} named", f.what), format!("{name:?}")))
 }
 
 async fn create(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
@@ -151,7 +113,7 @@ async fn create(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, Cal
                 INVALID_CONFIGURATION,
                 format!(
                     "{} name {other:?} does not match ^[a-z][a-z0-9_]{{2,11}}$",
-                    f.what
+                    f.named.what
                 ),
             ));
         }
@@ -187,7 +149,7 @@ async fn delete(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, Cal
         propose(
             &s,
             Command::Delete {
-                kind: f.kind,
+                kind: f.named.kind,
                 key: s.key(c),
                 cascade: false,
             },
@@ -203,7 +165,7 @@ async fn start(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, Call
     let c = f.oid(&inv)?;
     let started = set_status(
         &s,
-        f.kind,
+        f.named.kind,
         &s.key(c),
         "STARTING",
         starting_from(),
@@ -220,7 +182,7 @@ async fn stop_cluster(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Valu
     let c = f.oid(&inv)?;
     // The reference refuses a wrong state of a router cluster with `cannot_start`;
     // `cannot_stop` is what every other stop answers, and what the refusal means.
-    let (stopping, stopped) = stop(&s, f.kind, &s.key(c)).await?;
+    let (stopping, stopped) = stop(&s, f.named.kind, &s.key(c)).await?;
     f.publish(&s, "stopping", &to_value(transition(&stopping, Some(&inv))));
     f.publish(&s, "stopped", &to_value(transition(&stopped, None)));
     Ok(to_value(transition(&stopped, Some(&inv))))
@@ -235,7 +197,7 @@ async fn list_nodes(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value,
     let nodes = r
         .list_json(f.member_kind, &format!("{}/{c}/", s.mrealm_oid))?
         .into_iter()
-        .filter_map(|(_, m)| Uuid::parse_str(&field(&m, "node_oid")).ok())
+        .filter_map(|(_, m)| Uuid::parse_str(m.get("node_oid")?.as_str()?).ok())
         .collect();
     member_nodes(&s, &r, nodes, names, filter)
 }
@@ -286,5 +248,5 @@ async fn get_node(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, C
     f.cluster_in(&s, &r, &c)?;
     r.get_json(f.member_kind, &member_key(&s, &c, &n))?
         .map(wire)
-        .ok_or_else(|| no_such_object(&format!("{} node", f.what), n))
+        .ok_or_else(|| no_such_object(&format!("{} node", f.named.what), n))
 }

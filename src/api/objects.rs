@@ -2,15 +2,100 @@
 //! share: caller checks, argument parsing, reads and writes answering with the spec's error
 //! URIs (§9), status transitions, and the wire form of stored objects (§8).
 
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::args::{flag_arg, oid_arg, str_arg};
 use super::errors::{corrupt_record, no_such_object};
-use super::reply::oids_or_names;
+use super::reply::{oids_or_names, wire};
+use super::route;
 use super::scope::Scope;
 use crate::clock::now_ns;
-use crate::router::internal::{CallError, Invocation};
+use crate::router::internal::{CallError, Handler, Invocation};
 use crate::store::model::{Extra, Json, Node, Presence, Record};
-use crate::store::{Command, Kind, Reader, StatusRule};
+use crate::store::{Command, Index, Kind, Reader, StatusRule};
 use crate::wamp::Value;
 use crate::wamp::errors::{DEPENDENT_OBJECTS, NOT_AUTHORIZED};
+
+/// A named top-level object of a management realm (application realm, role, router or web
+/// cluster) and the three reads every one of them has: list, get by oid, get by name.
+pub struct Named {
+    pub kind: Kind,
+    pub by_name: Index,
+    /// In messages: "application realm", "role", "router cluster".
+    pub what: &'static str,
+    /// The argument carrying its oid: `arealm_oid`, `role_oid`, `routercluster_oid`.
+    pub oid_arg: &'static str,
+    /// The argument carrying its name: `name`, `routercluster_name`.
+    pub name_arg: &'static str,
+}
+
+impl Named {
+    /// The object `oid` of this realm, as stored.
+    pub fn in_realm(&self, s: &Scope, r: &Reader, oid: &Uuid) -> Result<Json, CallError> {
+        r.get_json(self.kind, &s.key(oid))?
+            .ok_or_else(|| no_such_object(self.what, oid))
+    }
+
+    /// `list_*s(return_names=False)`: oids in key order, or sorted names.
+    pub async fn list(&self, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+        let names = flag_arg(&inv, 0, "return_names")?;
+        let r = reader(&s).await?;
+        let field = |j: &Json, k: &str| {
+            j.get(k)
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let items = r
+            .list_json(self.kind, &s.key_prefix())?
+            .into_iter()
+            .map(|(_, j)| (field(&j, "oid"), field(&j, "name")))
+            .collect();
+        Ok(oids_or_names(items, names))
+    }
+
+    /// `get_*(oid)`.
+    pub async fn get(&self, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+        let oid = oid_arg(&inv, 0, self.oid_arg)?;
+        let r = reader(&s).await?;
+        Ok(wire(self.in_realm(&s, &r, &oid)?))
+    }
+
+    /// `get_*_by_name(name)`.
+    pub async fn get_by_name(&self, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+        let name = str_arg(&inv, 0, self.name_arg)?.to_owned();
+        let r = reader(&s).await?;
+        r.lookup_json(self.kind, self.by_name, &s.key(&name))?
+            .map(wire)
+            .ok_or_else(|| no_such_object(&format!("{} named", self.what), format!("{name:?}")))
+    }
+
+    /// `prefix` + `list_{plural}`, `get_{singular}` and `get_{singular}_by_name`.
+    pub fn routes(
+        &'static self,
+        scope: &Arc<Scope>,
+        prefix: &str,
+        plural: &str,
+        singular: &str,
+    ) -> Vec<(String, Handler)> {
+        vec![
+            route(scope, prefix, &format!("list_{plural}"), move |s, i| {
+                self.list(s, i)
+            }),
+            route(scope, prefix, &format!("get_{singular}"), move |s, i| {
+                self.get(s, i)
+            }),
+            route(
+                scope,
+                prefix,
+                &format!("get_{singular}_by_name"),
+                move |s, i| self.get_by_name(s, i),
+            ),
+        ]
+    }
+}
 
 /// States a start may leave from.
 pub const STARTABLE: [&str; 2] = ["STOPPED", "PAUSED"];

@@ -37,12 +37,16 @@ const MAX_SCALE: u64 = 128;
 /// Router clusters as a cluster [`Family`]: members have a softlimit and a hardlimit, and
 /// application realms use their worker groups.
 pub static FAMILY: Family = Family {
-    what: "router cluster",
     prefix: PREFIX,
     name: "routercluster",
-    kind: Kind::RouterCluster,
+    named: Named {
+        kind: Kind::RouterCluster,
+        by_name: Index::RouterClusterByName,
+        what: "router cluster",
+        oid_arg: "routercluster_oid",
+        name_arg: "routercluster_name",
+    },
     member_kind: Kind::RouterClusterNodeMembership,
-    by_name: Index::RouterClusterByName,
     new_cluster: |spec, fixed| {
         build::<RouterCluster>(spec, fixed, INVALID_CONFIGURATION).map(AnyRecord::RouterCluster)
     },

@@ -48,12 +48,16 @@ const SERVICE_TYPES: [&str; 14] = [
 /// Web clusters as a cluster [`Family`]: members run `parallel` proxy workers, and
 /// application realms use the cluster itself.
 pub static FAMILY: Family = Family {
-    what: "web cluster",
     prefix: PREFIX,
     name: "webcluster",
-    kind: Kind::WebCluster,
+    named: Named {
+        kind: Kind::WebCluster,
+        by_name: Index::WebClusterByName,
+        what: "web cluster",
+        oid_arg: "webcluster_oid",
+        name_arg: "webcluster_name",
+    },
     member_kind: Kind::WebClusterNodeMembership,
-    by_name: Index::WebClusterByName,
     new_cluster: |spec, fixed| {
         build::<WebCluster>(spec, fixed, INVALID_CONFIGURATION).map(AnyRecord::WebCluster)
     },

@@ -7,7 +7,7 @@ use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
 
 use super::realm::{State, error_reply};
 use super::role::Action;
-use super::uri_index::UriIndex;
+use super::uri_index::{Entry, Left, UriIndex, leave};
 
 pub(crate) struct Subscription {
     pub id: Id,
@@ -26,6 +26,18 @@ impl Subscription {
             "uri" => self.uri.as_str(),
             "match" => self.policy.as_str(),
         }
+    }
+}
+
+impl Entry for Subscription {
+    fn key(&self) -> (MatchPolicy, &str) {
+        (self.policy, &self.uri)
+    }
+    fn members(&self) -> &Vec<Id> {
+        &self.subscribers
+    }
+    fn members_mut(&mut self) -> &mut Vec<Id> {
+        &mut self.subscribers
     }
 }
 
@@ -180,51 +192,37 @@ impl State {
     }
 
     pub(crate) fn unsubscribe(&mut self, sid: Id, request: Id, subscription: Id) {
-        if !self
-            .broker
-            .subs
-            .get(&subscription)
-            .is_some_and(|s| s.subscribers.contains(&sid))
-        {
-            return self.reply(
-                sid,
-                error_reply(
-                    code::UNSUBSCRIBE,
-                    request,
-                    errors::NO_SUCH_SUBSCRIPTION,
-                    format!("no subscription with ID {subscription}"),
-                ),
-            );
-        }
-        self.remove_subscriber(sid, subscription);
-        self.reply(
-            sid,
-            Message::Unsubscribed {
+        let reply = match self.remove_subscriber(sid, subscription) {
+            Left::NotMember => error_reply(
+                code::UNSUBSCRIBE,
+                request,
+                errors::NO_SUCH_SUBSCRIPTION,
+                format!("no subscription with ID {subscription}"),
+            ),
+            Left::StillUsed | Left::Deleted => Message::Unsubscribed {
                 request,
                 details: None,
             },
-        );
+        };
+        self.reply(sid, reply);
     }
 
-    pub(crate) fn remove_subscriber(&mut self, sid: Id, subscription: Id) {
-        let Some(sub) = self.broker.subs.get_mut(&subscription) else {
-            return;
-        };
-        sub.subscribers.retain(|s| *s != sid);
-        let now_empty = sub.subscribers.is_empty();
-        self.publish_meta(
-            "wamp.subscription.on_unsubscribe",
-            vec![sid.into(), subscription.into()],
+    /// Takes a subscriber off a subscription, deleting the subscription when it was the last.
+    pub(crate) fn remove_subscriber(&mut self, sid: Id, subscription: Id) -> Left {
+        let left = leave(
+            &mut self.broker.subs,
+            &mut self.broker.index,
+            subscription,
+            sid,
         );
-        if now_empty {
-            if let Some(sub) = self.broker.subs.remove(&subscription) {
-                self.broker.index.remove(sub.policy, sub.uri);
-            }
-            self.publish_meta(
-                "wamp.subscription.on_delete",
-                vec![sid.into(), subscription.into()],
-            );
+        let meta = [sid.into(), subscription.into()];
+        if !matches!(left, Left::NotMember) {
+            self.publish_meta("wamp.subscription.on_unsubscribe", meta.to_vec());
         }
+        if matches!(left, Left::Deleted) {
+            self.publish_meta("wamp.subscription.on_delete", meta.to_vec());
+        }
+        left
     }
 
     pub(crate) fn broker_detach(&mut self, sid: Id) {

@@ -12,7 +12,7 @@ use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
 
 use super::realm::{Realm, State, error_reply};
 use super::role::Action;
-use super::uri_index::UriIndex;
+use super::uri_index::{Entry, Left, UriIndex, leave};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InvokePolicy {
@@ -93,6 +93,18 @@ enum CancelMode {
     Skip,
     Kill,
     KillNoWait,
+}
+
+impl Entry for Registration {
+    fn key(&self) -> (MatchPolicy, &str) {
+        (self.policy, &self.uri)
+    }
+    fn members(&self) -> &Vec<Id> {
+        &self.callees
+    }
+    fn members_mut(&mut self) -> &mut Vec<Id> {
+        &mut self.callees
+    }
 }
 
 pub(crate) struct PendingCall {
@@ -215,52 +227,37 @@ impl State {
     }
 
     pub(crate) fn unregister(&mut self, sid: Id, request: Id, registration: Id) {
-        let owned = self
-            .dealer
-            .regs
-            .get(&registration)
-            .is_some_and(|r| r.callees.contains(&sid));
-        if !owned {
-            return self.reply(
-                sid,
-                error_reply(
-                    code::UNREGISTER,
-                    request,
-                    errors::NO_SUCH_REGISTRATION,
-                    format!("no registration with ID {registration}"),
-                ),
-            );
-        }
-        self.remove_callee(sid, registration);
-        self.reply(
-            sid,
-            Message::Unregistered {
+        let reply = match self.remove_callee(sid, registration) {
+            Left::NotMember => error_reply(
+                code::UNREGISTER,
+                request,
+                errors::NO_SUCH_REGISTRATION,
+                format!("no registration with ID {registration}"),
+            ),
+            Left::StillUsed | Left::Deleted => Message::Unregistered {
                 request,
                 details: None,
             },
-        );
+        };
+        self.reply(sid, reply);
     }
 
     /// Takes a callee off a registration, deleting the registration when it was the last one.
-    pub(crate) fn remove_callee(&mut self, sid: Id, registration: Id) {
-        let Some(reg) = self.dealer.regs.get_mut(&registration) else {
-            return;
-        };
-        reg.callees.retain(|c| *c != sid);
-        let now_empty = reg.callees.is_empty();
-        self.publish_meta(
-            "wamp.registration.on_unregister",
-            vec![sid.into(), registration.into()],
+    pub(crate) fn remove_callee(&mut self, sid: Id, registration: Id) -> Left {
+        let left = leave(
+            &mut self.dealer.regs,
+            &mut self.dealer.index,
+            registration,
+            sid,
         );
-        if now_empty {
-            if let Some(reg) = self.dealer.regs.remove(&registration) {
-                self.dealer.index.remove(reg.policy, reg.uri);
-            }
-            self.publish_meta(
-                "wamp.registration.on_delete",
-                vec![sid.into(), registration.into()],
-            );
+        let meta = [sid.into(), registration.into()];
+        if !matches!(left, Left::NotMember) {
+            self.publish_meta("wamp.registration.on_unregister", meta.to_vec());
         }
+        if matches!(left, Left::Deleted) {
+            self.publish_meta("wamp.registration.on_delete", meta.to_vec());
+        }
+        left
     }
 
     pub(crate) fn call(

@@ -5,6 +5,48 @@ use std::collections::HashMap;
 use crate::wamp::Id;
 use crate::wamp::uri::MatchPolicy;
 
+/// A registration or a subscription: a URI pattern with an ordered list of member sessions.
+pub(crate) trait Entry {
+    fn key(&self) -> (MatchPolicy, &str);
+    fn members(&self) -> &Vec<Id>;
+    fn members_mut(&mut self) -> &mut Vec<Id>;
+}
+
+/// What leaving an entry did.
+pub(crate) enum Left {
+    /// The session was not a member.
+    NotMember,
+    /// The session left; others remain.
+    StillUsed,
+    /// The session was the last member: the entry is gone from `entries` and the index.
+    Deleted,
+}
+
+/// Takes session `sid` off entry `id`, deleting the entry when it was the last member.
+pub(crate) fn leave<E: Entry>(
+    entries: &mut HashMap<Id, E>,
+    index: &mut UriIndex,
+    id: Id,
+    sid: Id,
+) -> Left {
+    let Some(entry) = entries.get_mut(&id) else {
+        return Left::NotMember;
+    };
+    let before = entry.members().len();
+    entry.members_mut().retain(|m| *m != sid);
+    if entry.members().len() == before {
+        return Left::NotMember;
+    }
+    if !entry.members().is_empty() {
+        return Left::StillUsed;
+    }
+    if let Some(entry) = entries.remove(&id) {
+        let (policy, uri) = entry.key();
+        index.remove(policy, uri.to_owned());
+    }
+    Left::Deleted
+}
+
 /// Exact URIs are looked up without allocating (the hot path of every call and publication);
 /// prefix and wildcard patterns are scanned.
 #[derive(Default)]
