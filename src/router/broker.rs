@@ -192,19 +192,18 @@ impl State {
     }
 
     pub(crate) fn unsubscribe(&mut self, sid: Id, request: Id, subscription: Id) {
-        let reply = match self.remove_subscriber(sid, subscription) {
-            Left::NotMember => error_reply(
-                code::UNSUBSCRIBE,
-                request,
-                errors::NO_SUCH_SUBSCRIPTION,
-                format!("no subscription with ID {subscription}"),
-            ),
-            Left::StillUsed | Left::Deleted => Message::Unsubscribed {
-                request,
-                details: None,
-            },
+        let left = self.remove_subscriber(sid, subscription);
+        let refusal = error_reply(
+            code::UNSUBSCRIBE,
+            request,
+            errors::NO_SUCH_SUBSCRIPTION,
+            format!("no subscription with ID {subscription}"),
+        );
+        let ok = Message::Unsubscribed {
+            request,
+            details: None,
         };
-        self.reply(sid, reply);
+        self.reply(sid, if left.was_member() { ok } else { refusal });
     }
 
     /// Takes a subscriber off a subscription, deleting the subscription when it was the last.
@@ -215,13 +214,15 @@ impl State {
             subscription,
             sid,
         );
-        let meta = [sid.into(), subscription.into()];
-        if !matches!(left, Left::NotMember) {
-            self.publish_meta("wamp.subscription.on_unsubscribe", meta.to_vec());
-        }
-        if matches!(left, Left::Deleted) {
-            self.publish_meta("wamp.subscription.on_delete", meta.to_vec());
-        }
+        self.publish_left(
+            &left,
+            (
+                "wamp.subscription.on_unsubscribe",
+                "wamp.subscription.on_delete",
+            ),
+            sid,
+            subscription,
+        );
         left
     }
 
@@ -301,6 +302,18 @@ impl State {
                     publication,
                 },
             );
+        }
+    }
+
+    /// The meta events of a session leaving a registration or subscription: `on_unregister`
+    /// or `on_unsubscribe` (the first topic), and `on_delete` (the second) when it was the last.
+    pub(crate) fn publish_left(&mut self, left: &Left, topics: (&str, &str), sid: Id, id: Id) {
+        let meta = [sid.into(), id.into()];
+        if left.was_member() {
+            self.publish_meta(topics.0, meta.to_vec());
+        }
+        if matches!(left, Left::Deleted) {
+            self.publish_meta(topics.1, meta.to_vec());
         }
     }
 

@@ -227,19 +227,18 @@ impl State {
     }
 
     pub(crate) fn unregister(&mut self, sid: Id, request: Id, registration: Id) {
-        let reply = match self.remove_callee(sid, registration) {
-            Left::NotMember => error_reply(
-                code::UNREGISTER,
-                request,
-                errors::NO_SUCH_REGISTRATION,
-                format!("no registration with ID {registration}"),
-            ),
-            Left::StillUsed | Left::Deleted => Message::Unregistered {
-                request,
-                details: None,
-            },
+        let left = self.remove_callee(sid, registration);
+        let refusal = error_reply(
+            code::UNREGISTER,
+            request,
+            errors::NO_SUCH_REGISTRATION,
+            format!("no registration with ID {registration}"),
+        );
+        let ok = Message::Unregistered {
+            request,
+            details: None,
         };
-        self.reply(sid, reply);
+        self.reply(sid, if left.was_member() { ok } else { refusal });
     }
 
     /// Takes a callee off a registration, deleting the registration when it was the last one.
@@ -250,13 +249,15 @@ impl State {
             registration,
             sid,
         );
-        let meta = [sid.into(), registration.into()];
-        if !matches!(left, Left::NotMember) {
-            self.publish_meta("wamp.registration.on_unregister", meta.to_vec());
-        }
-        if matches!(left, Left::Deleted) {
-            self.publish_meta("wamp.registration.on_delete", meta.to_vec());
-        }
+        self.publish_left(
+            &left,
+            (
+                "wamp.registration.on_unregister",
+                "wamp.registration.on_delete",
+            ),
+            sid,
+            registration,
+        );
         left
     }
 

@@ -10,6 +10,8 @@ pub mod realm;
 pub mod role;
 mod session;
 pub mod session_info;
+#[cfg(test)]
+mod tests;
 mod uri_index;
 
 use std::collections::HashMap;

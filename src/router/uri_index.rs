@@ -22,6 +22,12 @@ pub(crate) enum Left {
     Deleted,
 }
 
+impl Left {
+    pub fn was_member(&self) -> bool {
+        !matches!(self, Left::NotMember)
+    }
+}
+
 /// Takes session `sid` off entry `id`, deleting the entry when it was the last member.
 pub(crate) fn leave<E: Entry>(
     entries: &mut HashMap<Id, E>,
