@@ -84,6 +84,44 @@ pub trait Record: Serialize + serde::de::DeserializeOwned + Clone {
     }
 }
 
+/// A named object of a management realm (application realm, role, cluster): keyed by
+/// `<mrealm>/<oid>`, unique by `<mrealm>/<name>`, stored below its management realm.
+macro_rules! named_record {
+    ($t:ident, $by_name:expr) => {
+        impl Record for $t {
+            const KIND: Kind = Kind::$t;
+            fn key(&self) -> String {
+                scoped(&self.mrealm_oid, &[&self.oid])
+            }
+            fn unique(&self) -> Vec<(Index, String)> {
+                vec![($by_name, scoped(&self.mrealm_oid, &[&self.name]))]
+            }
+            fn parents(&self) -> Vec<(Kind, String)> {
+                vec![(Kind::ManagementRealm, self.mrealm_oid.to_string())]
+            }
+        }
+    };
+}
+
+/// A node's membership in a cluster: keyed by `<mrealm>/<cluster>/<node>`, stored below the
+/// cluster and the node.
+macro_rules! membership_record {
+    ($t:ident, $cluster:expr) => {
+        impl Record for $t {
+            const KIND: Kind = Kind::$t;
+            fn key(&self) -> String {
+                scoped(&self.mrealm_oid, &[&self.cluster_oid, &self.node_oid])
+            }
+            fn parents(&self) -> Vec<(Kind, String)> {
+                vec![
+                    ($cluster, scoped(&self.mrealm_oid, &[&self.cluster_oid])),
+                    (Kind::Node, self.node_oid.to_string()),
+                ]
+            }
+        }
+    };
+}
+
 fn scoped(mrealm: &Oid, rest: &[&dyn std::fmt::Display]) -> String {
     let mut key = mrealm.to_string();
     for part in rest {
@@ -331,18 +369,7 @@ base_fields! {
     }
 }
 
-impl Record for ApplicationRealm {
-    const KIND: Kind = Kind::ApplicationRealm;
-    fn key(&self) -> String {
-        scoped(&self.mrealm_oid, &[&self.oid])
-    }
-    fn unique(&self) -> Vec<(Index, String)> {
-        vec![(Index::ArealmByName, scoped(&self.mrealm_oid, &[&self.name]))]
-    }
-    fn parents(&self) -> Vec<(Kind, String)> {
-        vec![(Kind::ManagementRealm, self.mrealm_oid.to_string())]
-    }
-}
+named_record!(ApplicationRealm, Index::ArealmByName);
 
 base_fields! {
     pub struct Role {
@@ -357,18 +384,7 @@ base_fields! {
     }
 }
 
-impl Record for Role {
-    const KIND: Kind = Kind::Role;
-    fn key(&self) -> String {
-        scoped(&self.mrealm_oid, &[&self.oid])
-    }
-    fn unique(&self) -> Vec<(Index, String)> {
-        vec![(Index::RoleByName, scoped(&self.mrealm_oid, &[&self.name]))]
-    }
-    fn parents(&self) -> Vec<(Kind, String)> {
-        vec![(Kind::ManagementRealm, self.mrealm_oid.to_string())]
-    }
-}
+named_record!(Role, Index::RoleByName);
 
 base_fields! {
     pub struct Permission {
@@ -527,21 +543,7 @@ base_fields! {
     }
 }
 
-impl Record for RouterCluster {
-    const KIND: Kind = Kind::RouterCluster;
-    fn key(&self) -> String {
-        scoped(&self.mrealm_oid, &[&self.oid])
-    }
-    fn unique(&self) -> Vec<(Index, String)> {
-        vec![(
-            Index::RouterClusterByName,
-            scoped(&self.mrealm_oid, &[&self.name]),
-        )]
-    }
-    fn parents(&self) -> Vec<(Kind, String)> {
-        vec![(Kind::ManagementRealm, self.mrealm_oid.to_string())]
-    }
-}
+named_record!(RouterCluster, Index::RouterClusterByName);
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RouterClusterNodeMembership {
@@ -554,21 +556,7 @@ pub struct RouterClusterNodeMembership {
     pub hardlimit: Option<i64>,
 }
 
-impl Record for RouterClusterNodeMembership {
-    const KIND: Kind = Kind::RouterClusterNodeMembership;
-    fn key(&self) -> String {
-        scoped(&self.mrealm_oid, &[&self.cluster_oid, &self.node_oid])
-    }
-    fn parents(&self) -> Vec<(Kind, String)> {
-        vec![
-            (
-                Kind::RouterCluster,
-                scoped(&self.mrealm_oid, &[&self.cluster_oid]),
-            ),
-            (Kind::Node, self.node_oid.to_string()),
-        ]
-    }
-}
+membership_record!(RouterClusterNodeMembership, Kind::RouterCluster);
 
 base_fields! {
     pub struct RouterWorkerGroup {
@@ -663,21 +651,7 @@ base_fields! {
     }
 }
 
-impl Record for WebCluster {
-    const KIND: Kind = Kind::WebCluster;
-    fn key(&self) -> String {
-        scoped(&self.mrealm_oid, &[&self.oid])
-    }
-    fn unique(&self) -> Vec<(Index, String)> {
-        vec![(
-            Index::WebClusterByName,
-            scoped(&self.mrealm_oid, &[&self.name]),
-        )]
-    }
-    fn parents(&self) -> Vec<(Kind, String)> {
-        vec![(Kind::ManagementRealm, self.mrealm_oid.to_string())]
-    }
-}
+named_record!(WebCluster, Index::WebClusterByName);
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct WebClusterNodeMembership {
@@ -690,21 +664,7 @@ pub struct WebClusterNodeMembership {
     pub standby: Option<bool>,
 }
 
-impl Record for WebClusterNodeMembership {
-    const KIND: Kind = Kind::WebClusterNodeMembership;
-    fn key(&self) -> String {
-        scoped(&self.mrealm_oid, &[&self.cluster_oid, &self.node_oid])
-    }
-    fn parents(&self) -> Vec<(Kind, String)> {
-        vec![
-            (
-                Kind::WebCluster,
-                scoped(&self.mrealm_oid, &[&self.cluster_oid]),
-            ),
-            (Kind::Node, self.node_oid.to_string()),
-        ]
-    }
-}
+membership_record!(WebClusterNodeMembership, Kind::WebCluster);
 
 base_fields! {
     pub struct WebService {
