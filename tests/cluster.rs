@@ -7,7 +7,7 @@ use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use fabric_master::api::errors::refusal_uri;
-use fabric_master::replica::{ProposeError, Query, Status};
+use fabric_master::replica::{ProposeError, Query, QueryError, Status};
 use fabric_master::rpc::{client, pb};
 use fabric_master::store::model::{Oid, Organization};
 use fabric_master::store::{AnyRecord, Command, Kind};
@@ -145,7 +145,9 @@ async fn query(peer: &str, q: &Query) -> Result<serde_json::Value, String> {
         })
         .await
         .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&reply.into_inner().result).unwrap()
+    let answer: Result<serde_json::Value, QueryError> =
+        serde_json::from_slice(&reply.into_inner().result).unwrap();
+    answer.map_err(|e| e.to_string())
 }
 
 async fn org_count(peer: &str) -> u64 {

@@ -227,11 +227,8 @@ pub async fn state(args: StateArgs) -> anyhow::Result<()> {
             query: serde_json::to_vec(&query)?,
         })
         .await?;
-    let res: Result<serde_json::Value, String> =
+    let res: Result<serde_json::Value, crate::replica::QueryError> =
         serde_json::from_slice(&reply.into_inner().result)?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&res.map_err(|e| anyhow::anyhow!(e))?)?
-    );
+    println!("{}", serde_json::to_string_pretty(&res?)?);
     Ok(())
 }

@@ -45,3 +45,27 @@ pub enum MembershipError {
     #[error("{0}")]
     Raft(String),
 }
+
+/// Why a query of the CLI (`state get|list|count`) failed; crosses the wire as JSON.
+#[derive(thiserror::Error, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum QueryError {
+    #[error("no quorum to confirm a linearizable read: {0}")]
+    NoQuorum(String),
+    #[error("storage failure: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for QueryError {
+    fn from(e: StoreError) -> QueryError {
+        QueryError::Store(e.to_string())
+    }
+}
+
+impl From<ReadError> for QueryError {
+    fn from(e: ReadError) -> QueryError {
+        match e {
+            ReadError::NoQuorum(m) => QueryError::NoQuorum(m),
+            ReadError::Store(e) => e.into(),
+        }
+    }
+}

@@ -17,7 +17,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use redb::Database;
 use serde::{Deserialize, Serialize};
 
-pub use errors::{MembershipError, ProposeError, ReadError};
+pub use errors::{MembershipError, ProposeError, QueryError, ReadError};
 pub use membership::decode_membership_reply;
 
 use crate::raft::{self, LogStore, Network, NodeId, Raft, StateMachine};

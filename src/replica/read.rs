@@ -6,7 +6,7 @@ use std::time::Instant;
 use openraft::ServerState;
 use redb::ReadableDatabase;
 
-use super::{Query, ReadError, Replica};
+use super::{Query, QueryError, ReadError, Replica};
 use crate::rpc::pb;
 use crate::store::{Reader, StoreError};
 
@@ -122,8 +122,8 @@ impl Replica {
         Ok(self.reader()?)
     }
 
-    pub async fn query(&self, q: Query) -> Result<serde_json::Value, String> {
-        let r = self.read().await.map_err(|e| e.to_string())?;
+    pub async fn query(&self, q: Query) -> Result<serde_json::Value, QueryError> {
+        let r = self.read().await?;
         let out = match q {
             Query::Get { kind, key } => r
                 .get_json(kind, &key)
@@ -136,7 +136,7 @@ impl Replica {
                 serde_json::Value::Array(keys.into_iter().map(serde_json::Value::String).collect())
             }),
         };
-        out.map_err(|e| e.to_string())
+        Ok(out?)
     }
 
     /// A consistent dump of the state after a linearizable read.
