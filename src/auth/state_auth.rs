@@ -145,7 +145,7 @@ impl StateAuthenticator {
         Ok(Decision {
             principal: Principal {
                 realm: realm.to_owned(),
-                authid: format!("anonymous-{:08x}", rand::random::<u32>()),
+                authid: super::anonymous_authid(),
                 authrole: "public".into(),
                 authmethod: "anonymous",
                 authprovider: "dynamic",
@@ -230,6 +230,14 @@ impl StateAuthenticator {
                 "users authenticate with authid = their e-mail address",
             ));
         };
+        // Superuser is decided by the configured keys alone (checked before this): a user
+        // may not claim an authid the master gives to itself or to others.
+        if super::is_reserved_authid(&email) {
+            return Err(Denied::new(
+                INVALID_PARAMETERS,
+                format!("authid {email:?} is reserved and cannot be a user's"),
+            ));
+        }
         let r = self.replica.read().await.map_err(unavailable)?;
         let lookup = ActivationToken::lookup_key(&email, pubkey);
         let mut token: Option<ActivationToken> = r

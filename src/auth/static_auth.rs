@@ -104,10 +104,9 @@ impl StaticAuthenticator {
         Ok(Decision {
             principal: Principal {
                 realm,
-                authid: hello
-                    .authid
-                    .clone()
-                    .unwrap_or_else(|| format!("anonymous-{:08x}", rand::random::<u32>())),
+                // The master names anonymous sessions: a requested authid (`superuser`, a
+                // node's) would let them pose as someone they are not.
+                authid: super::anonymous_authid(),
                 authrole: role.clone(),
                 authmethod: "anonymous",
                 authprovider: "static",

@@ -300,11 +300,16 @@ pub(crate) fn range_json(
     let mut out = Vec::new();
     for item in table.range(prefix..end.as_str())? {
         let (k, v) = item?;
-        let json = serde_json::from_slice(v.value()).map_err(|source| StoreError::Corrupt {
-            table: kind.name(),
-            source,
-        })?;
-        out.push((k.value().to_string(), json));
+        match serde_json::from_slice(v.value()) {
+            Ok(json) => out.push((k.value().to_string(), json)),
+            // One unreadable record must not fail a listing for everyone: it is reported
+            // and left out (and can still be deleted by its key).
+            Err(e) => tracing::warn!(
+                "skipping unreadable record {}/{}: {e}",
+                kind.name(),
+                k.value()
+            ),
+        }
     }
     Ok(out)
 }

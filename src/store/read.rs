@@ -42,15 +42,19 @@ impl Reader {
     }
 
     /// Objects whose key starts with `prefix`, in key order.
+    /// Records that do not decode as `R` are reported and left out, as unreadable ones are.
     pub fn list<R: Record>(&self, prefix: &str) -> Result<Vec<R>, StoreError> {
-        self.list_json(R::KIND, prefix)?
+        Ok(self
+            .list_json(R::KIND, prefix)?
             .into_iter()
-            .map(|(_, v)| serde_json::from_value(v))
-            .collect::<Result<_, _>>()
-            .map_err(|source| StoreError::Corrupt {
-                table: R::KIND.name(),
-                source,
+            .filter_map(|(key, v)| match serde_json::from_value(v) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("skipping unreadable record {}/{key}: {e}", R::KIND.name());
+                    None
+                }
             })
+            .collect())
     }
 
     pub fn list_json(

@@ -36,6 +36,9 @@ pub enum CodecError {
     Encode(String),
 }
 
+/// The deepest nesting of lists and dicts a message may have, whatever its serializer.
+pub const MAX_NESTING: usize = 100;
+
 /// What autobahn and Crossbar put after each JSON message of a batch (`b"\30"`, octal: 0x18).
 pub const JSON_BATCH_SEPARATOR: u8 = 0x18;
 
@@ -92,29 +95,38 @@ impl Serializer {
             serializer: self.name(),
             reason,
         };
+        let value = self.decode_unchecked(bytes).map_err(malformed)?;
+        // One limit for every serializer (their decoders stop at 128, 256 or 1,024 levels):
+        // what is accepted here must also be readable back from the store, whose JSON reader
+        // stops at 128 levels; records nest a value at most one level deeper than a message.
+        if value.depth() > MAX_NESTING {
+            return Err(malformed(format!(
+                "values nest deeper than {MAX_NESTING} levels"
+            )));
+        }
+        Ok(value)
+    }
+
+    fn decode_unchecked(self, bytes: &[u8]) -> Result<Value, String> {
         match self {
             Serializer::Json => {
-                let mut v: Value =
-                    serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
-                decode_json_binary(&mut v)
-                    .map_err(|e| malformed(format!("bad binary string: {e}")))?;
+                let mut v: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                decode_json_binary(&mut v).map_err(|e| format!("bad binary string: {e}"))?;
                 Ok(v)
             }
             Serializer::MsgPack => {
                 let mut de = rmp_serde::Deserializer::new(bytes);
-                let v = serde::Deserialize::deserialize(&mut de)
-                    .map_err(|e| malformed(e.to_string()))?;
+                let v = serde::Deserialize::deserialize(&mut de).map_err(|e| e.to_string())?;
                 if !de.get_ref().is_empty() {
-                    return Err(malformed("trailing bytes".into()));
+                    return Err("trailing bytes".into());
                 }
                 Ok(v)
             }
             Serializer::Cbor => {
                 let mut reader = bytes;
-                let v =
-                    ciborium::de::from_reader(&mut reader).map_err(|e| malformed(e.to_string()))?;
+                let v = ciborium::de::from_reader(&mut reader).map_err(|e| e.to_string())?;
                 if !reader.is_empty() {
-                    return Err(malformed("trailing bytes".into()));
+                    return Err("trailing bytes".into());
                 }
                 Ok(v)
             }

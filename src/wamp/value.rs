@@ -81,6 +81,27 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// How deeply lists and dicts nest in this value: 0 for a scalar, 1 for a flat list.
+    /// Iterative, so a hostile value cannot exhaust the stack here.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack: Vec<(&Value, usize)> = vec![(self, 0)];
+        while let Some((v, d)) = stack.pop() {
+            match v {
+                Value::List(l) => {
+                    deepest = deepest.max(d + 1);
+                    stack.extend(l.iter().map(|x| (x, d + 1)));
+                }
+                Value::Dict(m) => {
+                    deepest = deepest.max(d + 1);
+                    stack.extend(m.values().map(|x| (x, d + 1)));
+                }
+                _ => {}
+            }
+        }
+        deepest
+    }
+
     /// Truthiness as Python sees it: the edge node decides on `if authextra:`.
     pub fn is_truthy(&self) -> bool {
         match self {
