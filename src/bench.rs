@@ -272,7 +272,7 @@ where
         + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let client = crate::rpc::client(&args.peer)?;
+    let client = crate::rpc::client(&args.peer, None)?;
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let start = Instant::now();

@@ -8,6 +8,7 @@
 //! | [`wamp`] | WAMP v2 itself: messages, the three serializers, URIs, error URIs, [`wamp::CallError`], cryptosign. Pure code, no I/O. |
 //! | [`clock`] | wall-clock time as records and the wire carry it. |
 //! | [`store`] | the replicated state machine on redb: commands, records, the deterministic apply, reads, snapshots. |
+//! | [`tls`] | mutual TLS on the peer port: loading and reloading certificates, making a CA and certificates. |
 //! | [`rpc`] | the client side of the peer gRPC service: generated code, one channel per peer, wire types. |
 //! | [`raft`] | openraft wiring: type config, redb log and state machine, the network (over `rpc`). |
 //! | [`replica`] | the replicated state as the master uses it: propose from any replica, linearizable reads, membership, node calls routed to another replica, the presence lease. |
@@ -26,7 +27,7 @@
 //! A module uses only the modules on its left (and its own row); nothing imports back:
 //!
 //! ```text
-//! wamp, clock, store  ←  rpc  ←  raft  ←  replica  ←  {auth, relay, peer}  ←  api  ←  server  ←  cli
+//! wamp, clock, store, tls  ←  rpc  ←  raft  ←  replica  ←  {auth, relay, peer}  ←  api  ←  server  ←  cli
 //!        wamp, clock  ←  transport  ←  router  ←  {auth, relay, api, server}
 //! ```
 //!
@@ -51,5 +52,6 @@ pub mod router;
 pub mod rpc;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod transport;
 pub mod wamp;

@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
         Command::Backup(b) => runtime()?.block_on(cli::cluster::backup(b)),
         Command::Restore(r) => cli::cluster::restore(r),
         Command::State(s) => runtime()?.block_on(cli::cluster::state(s)),
+        Command::Certs(c) => cli::certs::certs(c),
     }
 }
 

@@ -87,7 +87,7 @@ impl Drop for Replica {
 }
 
 async fn status(peer: &str) -> Option<Status> {
-    let mut c = client(peer).ok()?;
+    let mut c = client(peer, None).ok()?;
     let reply = tokio::time::timeout(Duration::from_secs(2), c.status(pb::StatusRequest {}))
         .await
         .ok()?
@@ -126,7 +126,7 @@ fn org(n: u64) -> (Oid, Command) {
 }
 
 async fn propose(peer: &str, cmd: &Command) -> Result<serde_json::Value, ProposeError> {
-    let mut c = client(peer).map_err(|e| ProposeError::Fatal(e.to_string()))?;
+    let mut c = client(peer, None).map_err(|e| ProposeError::Fatal(e.to_string()))?;
     let reply = c
         .propose(pb::Proposal {
             command: serde_json::to_vec(cmd).unwrap(),
@@ -138,7 +138,7 @@ async fn propose(peer: &str, cmd: &Command) -> Result<serde_json::Value, Propose
 }
 
 async fn query(peer: &str, q: &Query) -> Result<serde_json::Value, String> {
-    let mut c = client(peer).map_err(|e| e.to_string())?;
+    let mut c = client(peer, None).map_err(|e| e.to_string())?;
     let reply = c
         .query(pb::QueryRequest {
             query: serde_json::to_vec(q).unwrap(),

@@ -8,15 +8,33 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 
+use super::PeerTlsArgs;
 use crate::replica::{Query, Status};
-use crate::rpc::{client, pb};
+use crate::rpc::{PeerClient, pb};
 use crate::store::Kind;
 
+/// Which replica to talk to, and how.
 #[derive(Args, Debug)]
-pub struct ClusterArgs {
+pub struct PeerArgs {
     /// Peer address of any running replica.
     #[arg(long, env = "FABRIC_PEER", default_value = "127.0.0.1:9401")]
     pub peer: String,
+    #[command(flatten)]
+    pub tls: PeerTlsArgs,
+}
+
+impl PeerArgs {
+    /// A client of the replica at `addr`, with the operator's certificate if given.
+    fn client(&self, addr: &str) -> anyhow::Result<PeerClient> {
+        let tls = self.tls.load()?;
+        crate::rpc::client(addr, tls.as_deref()).with_context(|| format!("peer address {addr:?}"))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub peer: PeerArgs,
     #[command(subcommand)]
     pub action: ClusterAction,
 }
@@ -49,8 +67,8 @@ pub enum ClusterAction {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    #[arg(long, env = "FABRIC_PEER", default_value = "127.0.0.1:9401")]
-    pub peer: String,
+    #[command(flatten)]
+    pub peer: PeerArgs,
     /// File to write the backup to.
     #[arg(long)]
     pub out: PathBuf,
@@ -74,8 +92,8 @@ pub struct RestoreArgs {
 
 #[derive(Args, Debug)]
 pub struct StateArgs {
-    #[arg(long, env = "FABRIC_PEER", default_value = "127.0.0.1:9401")]
-    pub peer: String,
+    #[command(flatten)]
+    pub peer: PeerArgs,
     #[command(subcommand)]
     pub query: StateQuery,
 }
@@ -104,8 +122,9 @@ fn parse_kind(name: &str) -> anyhow::Result<Kind> {
         })
 }
 
-async fn status_of(peer: &str) -> anyhow::Result<Status> {
-    let reply = client(peer)?
+async fn status_of(args: &PeerArgs, peer: &str) -> anyhow::Result<Status> {
+    let reply = args
+        .client(peer)?
         .status(pb::StatusRequest {})
         .await
         .with_context(|| format!("asking {peer} for its status"))?;
@@ -118,15 +137,17 @@ fn membership_result(json: &[u8]) -> anyhow::Result<serde_json::Value> {
 }
 
 pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
-    let peer = args.peer.as_str();
+    let p = &args.peer;
+    let peer = p.peer.as_str();
     let out = match args.action {
-        ClusterAction::Status => serde_json::to_value(status_of(peer).await?)?,
+        ClusterAction::Status => serde_json::to_value(status_of(p, peer).await?)?,
         ClusterAction::Add {
             node_id,
             addr,
             learner,
         } => {
-            let reply = client(peer)?
+            let reply = p
+                .client(peer)?
                 .join(pb::JoinRequest {
                     node_id,
                     addr,
@@ -136,11 +157,14 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
             membership_result(&reply.into_inner().json)?
         }
         ClusterAction::Remove { node_id } => {
-            let reply = client(peer)?.remove(pb::RemoveRequest { node_id }).await?;
+            let reply = p
+                .client(peer)?
+                .remove(pb::RemoveRequest { node_id })
+                .await?;
             membership_result(&reply.into_inner().json)?
         }
         ClusterAction::TransferLeader { node_id } => {
-            let status = status_of(peer).await?;
+            let status = status_of(p, peer).await?;
             if !status.voters.contains(&node_id) {
                 bail!("replica {node_id} is not a voter ({:?})", status.voters);
             }
@@ -153,14 +177,16 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
             // it wins when its log is up to date (it is a voter the leader replicates to).
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let now = status_of(&target).await?;
+                let now = status_of(p, &target).await?;
                 if now.leader == Some(node_id) {
                     break serde_json::to_value(now)?;
                 }
                 if Instant::now() > deadline {
                     bail!("replica {node_id} did not become leader within 10 s");
                 }
-                client(&target)?.trigger_elect(pb::ElectRequest {}).await?;
+                p.client(&target)?
+                    .trigger_elect(pb::ElectRequest {})
+                    .await?;
                 tokio::time::sleep(Duration::from_millis(700)).await;
             }
         }
@@ -170,10 +196,12 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
 }
 
 pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
-    let mut stream = client(&args.peer)?
+    let mut stream = args
+        .peer
+        .client(&args.peer.peer)?
         .backup(pb::BackupRequest {})
         .await
-        .with_context(|| format!("backup from {}", args.peer))?
+        .with_context(|| format!("backup from {}", args.peer.peer))?
         .into_inner();
     let mut data = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -222,7 +250,9 @@ pub async fn state(args: StateArgs) -> anyhow::Result<()> {
             kind: parse_kind(&kind)?,
         },
     };
-    let reply = client(&args.peer)?
+    let reply = args
+        .peer
+        .client(&args.peer.peer)?
         .query(pb::QueryRequest {
             query: serde_json::to_vec(&query)?,
         })

@@ -1,5 +1,6 @@
 //! Command line: `fabric-master start | keygen | version | bench | cluster | backup | restore | state`.
 
+pub mod certs;
 pub mod cluster;
 
 use std::net::SocketAddr;
@@ -55,6 +56,9 @@ pub enum Command {
     Restore(cluster::RestoreArgs),
     /// Read objects from the replicated state (linearizable).
     State(cluster::StateArgs),
+    /// Make the peer port's mutual-TLS material: a cluster CA, and certificates for
+    /// replicas and operators.
+    Certs(certs::CertsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -128,6 +132,43 @@ pub struct ClusterFlags {
     /// (its nodes count as offline until they reconnect somewhere).
     #[arg(long, env = "FABRIC_PRESENCE_LEASE_MS", default_value_t = 30_000)]
     pub presence_lease_ms: u64,
+    #[command(flatten)]
+    pub tls: PeerTlsArgs,
+    /// Serve the peer port without TLS although other hosts can reach it (anyone who
+    /// reaches it can then read and change the whole state). Only for trusted networks.
+    #[arg(long, env = "FABRIC_INSECURE_PEERS")]
+    pub insecure_peers: bool,
+}
+
+/// Mutual TLS on the peer port (see `fabric-master certs`): all three, or none.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PeerTlsArgs {
+    /// CA certificate(s) the cluster trusts (PEM; several while a CA is rolled).
+    #[arg(long, env = "FABRIC_PEER_TLS_CA", requires_all = ["peer_tls_cert", "peer_tls_key"])]
+    pub peer_tls_ca: Option<PathBuf>,
+    /// This replica's (or operator's) certificate, signed by the cluster CA.
+    #[arg(long, env = "FABRIC_PEER_TLS_CERT", requires_all = ["peer_tls_ca", "peer_tls_key"])]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, env = "FABRIC_PEER_TLS_KEY", requires_all = ["peer_tls_ca", "peer_tls_cert"])]
+    pub peer_tls_key: Option<PathBuf>,
+}
+
+impl PeerTlsArgs {
+    pub fn files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            ca: self.peer_tls_ca.clone()?,
+            cert: self.peer_tls_cert.clone()?,
+            key: self.peer_tls_key.clone()?,
+        })
+    }
+
+    /// The loaded material, or `None` without TLS flags.
+    pub fn load(&self) -> anyhow::Result<Option<std::sync::Arc<crate::tls::PeerTls>>> {
+        self.files()
+            .map(|f| crate::tls::PeerTls::load(f).context("loading the peer TLS material"))
+            .transpose()
+    }
 }
 
 #[derive(Args, Debug)]
@@ -184,6 +225,8 @@ impl ClusterFlags {
             },
             write_timeout: std::time::Duration::from_millis(self.write_timeout_ms),
             presence_lease: std::time::Duration::from_millis(self.presence_lease_ms.max(1)),
+            peer_tls: self.tls.files(),
+            insecure_peers: self.insecure_peers,
         };
         if let Some(template) = self.peers_template {
             let ordinal = host_ordinal()?;

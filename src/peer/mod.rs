@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::raft::codec;
 use crate::replica::{ProposeError, Replica};
 use crate::rpc::{WireEvent, WirePayload, WireResult, pb};
+use crate::tls::PeerTls;
 use crate::wamp::{CallError, Payload, Value};
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -228,22 +229,85 @@ impl pb::peer_server::Peer for PeerService {
     }
 }
 
-/// Serves the peer service until `shutdown` completes.
+/// Serves the peer service until `shutdown` completes: over mutual TLS when `tls` is given
+/// (a connection without a certificate signed by the cluster CA never reaches gRPC).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: PeerService,
+    tls: Option<Arc<PeerTls>>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tracing::debug!("peer service on {local}");
-    tonic::transport::Server::builder()
-        .add_service(
-            pb::peer_server::PeerServer::new(service)
-                .max_decoding_message_size(usize::MAX)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+    let server = tonic::transport::Server::builder().add_service(
+        pb::peer_server::PeerServer::new(service)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX),
+    );
+    match tls {
+        None => {
+            tracing::debug!("peer service on {local} (no TLS)");
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            server
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+        Some(tls) => {
+            tracing::debug!("peer service on {local} (mutual TLS)");
+            let incoming = tls_incoming(listener, tls);
+            server
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+    }
     Ok(())
+}
+
+/// How long a peer may take for its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepted connections after their TLS handshake. Each handshake runs on its own task, so
+/// a slow or silent client holds up nobody; the acceptor is taken per connection, so a
+/// reload applies to the next one.
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    tls: Arc<PeerTls>,
+) -> impl futures_util::Stream<
+    Item = Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, from) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("peer port accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if tx.is_closed() {
+                return;
+            }
+            let _ = tcp.set_nodelay(true);
+            let acceptor = tls.acceptor();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => tracing::warn!("peer connection from {from} refused: {e}"),
+                    Err(_) => tracing::warn!("peer connection from {from}: no TLS handshake"),
+                }
+            });
+        }
+    });
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from<T>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -42,7 +42,7 @@ impl Replica {
 
     /// Asks a running replica (any; it forwards to the leader) to take this one in.
     pub async fn join_via(&self, seed: &str) -> anyhow::Result<()> {
-        let mut client = crate::rpc::client(seed)?;
+        let mut client = self.clients.get(seed)?;
         let reply = client
             .join(pb::JoinRequest {
                 node_id: self.id,

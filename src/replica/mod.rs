@@ -91,8 +91,9 @@ impl Replica {
         advertise: String,
         db: Arc<Database>,
         write_timeout: Duration,
+        tls: Option<Arc<crate::tls::PeerTls>>,
     ) -> anyhow::Result<Arc<Replica>> {
-        let clients = Clients::default();
+        let clients = Clients::new(tls);
         let config = Arc::new(raft::config().validate()?);
         let raft = Raft::new(
             id,

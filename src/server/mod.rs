@@ -22,6 +22,7 @@ use crate::peer::{PeerService, RelayedEventsFn};
 use crate::relay::EventRelay;
 use crate::replica::Replica;
 use crate::router::{Router, RouterOptions, Session};
+use crate::tls::PeerTls;
 use crate::transport::{self, Acceptor, Outgoing};
 use crate::wamp::Protocol;
 
@@ -152,7 +153,8 @@ pub async fn run(
         Some(a) => a.clone(),
         None => listeners.peer.local_addr()?.to_string(),
     };
-    let replica = open_replica(&settings, advertise).await?;
+    let peer_tls = peer_tls(&settings.cluster, listeners.peer.local_addr()?, &advertise)?;
+    let replica = open_replica(&settings, advertise, peer_tls.clone()).await?;
     let anonymous = realms
         .iter()
         .map(|r| AnonymousRealm {
@@ -187,11 +189,15 @@ pub async fn run(
         deliver_relayed_events(&router),
     );
     let (peer_stop, peer_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(tls) = &peer_tls {
+        reload_on_sighup(tls.clone())?;
+    }
+    let peer_tls = peer_tls.clone();
     let peer_server = tokio::spawn(async move {
         let stopped = async {
             let _ = peer_stopped.await;
         };
-        if let Err(e) = crate::peer::serve(listeners.peer, peer_service, stopped).await {
+        if let Err(e) = crate::peer::serve(listeners.peer, peer_service, peer_tls, stopped).await {
             tracing::error!("peer service stopped: {e:#}");
         }
     });
@@ -264,12 +270,70 @@ fn deliver_relayed_events(router: &Arc<Router>) -> RelayedEventsFn {
 }
 
 /// Opens the replica's state (its raft node starts, not yet serving peers).
-async fn open_replica(settings: &Settings, advertise: String) -> anyhow::Result<Arc<Replica>> {
+async fn open_replica(
+    settings: &Settings,
+    advertise: String,
+    tls: Option<Arc<PeerTls>>,
+) -> anyhow::Result<Arc<Replica>> {
     let c = &settings.cluster;
     let path = settings.data_dir.join(STATE_FILE);
     let db =
         crate::raft::open_database(&path).with_context(|| format!("opening {}", path.display()))?;
-    Replica::open(c.node_id, advertise, db, c.write_timeout).await
+    Replica::open(c.node_id, advertise, db, c.write_timeout, tls).await
+}
+
+/// The peer port's TLS material; without it, a peer port other hosts can reach is refused
+/// unless the operator insists (`--insecure-peers`): whoever reaches it could read every
+/// credential and rewrite the state.
+fn peer_tls(
+    c: &ClusterSettings,
+    bound: SocketAddr,
+    advertise: &str,
+) -> anyhow::Result<Option<Arc<PeerTls>>> {
+    if let Some(files) = &c.peer_tls {
+        let tls = PeerTls::load(files.clone()).context("loading the peer TLS material")?;
+        tracing::info!("peer port {bound} requires certificates of the cluster CA");
+        return Ok(Some(tls));
+    }
+    let advertised_host = advertise
+        .rsplit_once(':')
+        .map_or(advertise, |(host, _)| host)
+        .trim_matches(['[', ']']);
+    let advertised_loopback = advertised_host == "localhost"
+        || advertised_host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if bound.ip().is_loopback() && advertised_loopback {
+        return Ok(None);
+    }
+    if c.insecure_peers {
+        tracing::warn!(
+            "peer port {bound} (advertised as {advertise}) has no TLS: anyone who reaches it \
+             can read and change the whole state"
+        );
+        return Ok(None);
+    }
+    anyhow::bail!(
+        "the peer port {bound} (advertised as {advertise}) is reachable from other hosts and \
+         has no TLS: give --peer-tls-ca, --peer-tls-cert and --peer-tls-key (make them with \
+         `fabric-master certs`), or --insecure-peers on a network you trust"
+    )
+}
+
+/// SIGHUP reloads the peer certificates and CA from their files (rotation without
+/// downtime); a reload that fails keeps the current material.
+fn reload_on_sighup(tls: Arc<PeerTls>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: reloaded the peer TLS material"),
+                Err(e) => tracing::error!("SIGHUP: peer TLS material not reloaded: {e}"),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Resumes with the stored membership, forms a new cluster, or joins one in the background

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{FileConfig, RealmConfig};
+use crate::tls::TlsFiles;
 use crate::transport::TransportConfig;
 
 /// The replica's redb file inside the data dir.
@@ -31,6 +32,10 @@ pub struct ClusterSettings {
     /// How long a replica holding node sessions may go unheard before the leader drops
     /// their presence.
     pub presence_lease: Duration,
+    /// Mutual TLS on the peer port.
+    pub peer_tls: Option<TlsFiles>,
+    /// Serve the peer port without TLS even where other hosts can reach it.
+    pub insecure_peers: bool,
 }
 
 impl Default for ClusterSettings {
@@ -42,6 +47,8 @@ impl Default for ClusterSettings {
             formation: Formation::Single,
             write_timeout: Duration::from_secs(5),
             presence_lease: Duration::from_secs(30),
+            peer_tls: None,
+            insecure_peers: false,
         }
     }
 }
