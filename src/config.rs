@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub hello_timeout_ms: Option<u64>,
     pub call_timeout_ms: Option<u64>,
     pub outbox_capacity: Option<usize>,
+    /// Bytes that may wait for one slow session before it is dropped.
+    pub max_outbound_bytes: Option<usize>,
+    /// Bytes that may wait for all sessions of a replica together.
+    pub max_outbound_bytes_total: Option<usize>,
     /// SMTP transport for activation codes, e.g. `smtps://user:pass@mail.example.com:465`.
     pub smtp_url: Option<String>,
     /// Sender of activation mails, e.g. `Fabric Master <noreply@example.com>`.

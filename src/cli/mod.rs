@@ -38,6 +38,8 @@ pub enum LogFormat {
     Json,
 }
 
+/// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the master.
@@ -91,6 +93,14 @@ pub struct StartArgs {
     /// Timeout for calls that set none of their own (0 = none).
     #[arg(long, env = "FABRIC_CALL_TIMEOUT_MS")]
     pub call_timeout_ms: Option<u64>,
+    /// Bytes that may wait for one session that reads too slowly before it is dropped
+    /// (default 16 MiB).
+    #[arg(long, env = "FABRIC_MAX_OUTBOUND_BYTES")]
+    pub max_outbound_bytes: Option<usize>,
+    /// Bytes that may wait for all sessions of this replica together (default 512 MiB);
+    /// beyond it the largest queues are dropped first.
+    #[arg(long, env = "FABRIC_MAX_OUTBOUND_BYTES_TOTAL")]
+    pub max_outbound_bytes_total: Option<usize>,
     /// SMTP server for mailing activation codes: `smtp://host:25`,
     /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtps://user:pass@host:465`.
     /// Codes are always logged too.
@@ -201,6 +211,10 @@ impl StartArgs {
         file.ping_interval_ms = self.ping_interval_ms.or(file.ping_interval_ms);
         file.ping_timeout_ms = self.ping_timeout_ms.or(file.ping_timeout_ms);
         file.call_timeout_ms = self.call_timeout_ms.or(file.call_timeout_ms);
+        file.max_outbound_bytes = self.max_outbound_bytes.or(file.max_outbound_bytes);
+        file.max_outbound_bytes_total = self
+            .max_outbound_bytes_total
+            .or(file.max_outbound_bytes_total);
         file.smtp_url = self.smtp_url.or(file.smtp_url);
         file.smtp_from = self.smtp_from.or(file.smtp_from);
         let mut settings = Settings::from_file(file);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::Realm;
 use super::session_info::SessionInfo;
@@ -136,7 +136,7 @@ pub type Handler =
 pub struct InternalSession {
     realm: Arc<Realm>,
     id: Id,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: crate::transport::Inbox,
     handlers: HashMap<Id, (String, Handler)>,
     subscribers: HashMap<Id, (String, EventHandler)>,
     pending: Arc<Pending>,
@@ -145,7 +145,7 @@ pub struct InternalSession {
 impl InternalSession {
     /// Joins `realm` as `authid`/`authrole` (a role the realm has).
     pub fn join(realm: Arc<Realm>, authid: &str, authrole: &str) -> InternalSession {
-        let (tx, rx) = mpsc::channel(65_536);
+        let (tx, rx) = crate::transport::outbox(crate::transport::Budget::unlimited(65_536));
         let id = random_id();
         let info = SessionInfo {
             id,

@@ -36,7 +36,8 @@ pub struct RouterOptions {
     /// Shown to clients in WELCOME `authextra.x_cb_node`.
     pub node_name: String,
     /// Messages queued for one session before it counts as too slow and is dropped.
-    pub outbox_capacity: usize,
+    /// What may wait for one session, and for all of them (messages, bytes).
+    pub outbound: crate::transport::Budget,
     /// Applied to calls that do not set their own timeout.
     pub default_call_timeout_ms: Option<u64>,
 }

@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::Router;
 use super::authenticator::{Decision, Denied, HelloRequest};
 use super::realm::Realm;
 use super::session_info::{Outbound, Outgoing, SessionInfo};
-use crate::transport::{Flow, SessionHandler};
+use crate::transport::{Flow, Inbox, Outbox, SessionHandler};
 use crate::wamp::cryptosign;
 use crate::wamp::{Dict, Id, Message, Protocol, Value, errors, options};
 
@@ -31,7 +31,7 @@ pub struct Session {
     router: Arc<Router>,
     peer: String,
     protocol: Protocol,
-    tx: mpsc::Sender<Outgoing>,
+    tx: Outbox,
     kill: Arc<Notify>,
     phase: Phase,
 }
@@ -41,8 +41,8 @@ impl Session {
         router: Arc<Router>,
         peer: SocketAddr,
         protocol: Protocol,
-    ) -> (Session, mpsc::Receiver<Outgoing>, Arc<Notify>) {
-        let (tx, rx) = mpsc::channel(router.options.outbox_capacity);
+    ) -> (Session, Inbox, Arc<Notify>) {
+        let (tx, rx) = crate::transport::outbox(router.options.outbound);
         let kill = Arc::new(Notify::new());
         let peer = match peer {
             SocketAddr::V4(a) => format!("tcp4:{}:{}", a.ip(), a.port()),

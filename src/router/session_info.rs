@@ -62,9 +62,14 @@ impl Member {
     }
 
     pub fn send_arc(&self, msg: Arc<Outbound>) {
-        if self.tx.try_send(Outgoing::Message(msg)).is_err() {
-            tracing::warn!(session = self.info.id, authid = %self.info.authid, "outbox full or closed: dropping slow session");
-            self.kill.notify_one();
+        match self.tx.try_send(Outgoing::Message(msg)) {
+            Ok(()) => {}
+            // Gone already: its connection task cleans up.
+            Err(crate::transport::SendError::Closed) => {}
+            Err(e) => {
+                tracing::warn!(session = self.info.id, authid = %self.info.authid, "dropping slow session: {e}");
+                self.kill.notify_one();
+            }
         }
     }
 }

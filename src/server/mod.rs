@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 pub use settings::{ClusterSettings, Formation, STATE_FILE, Settings, SmtpSettings};
 
@@ -23,7 +23,7 @@ use crate::relay::EventRelay;
 use crate::replica::Replica;
 use crate::router::{Router, RouterOptions, Session};
 use crate::tls::PeerTls;
-use crate::transport::{self, Acceptor, Outgoing};
+use crate::transport::{self, Acceptor, Inbox};
 use crate::wamp::Protocol;
 
 /// The transport's view of the router.
@@ -36,11 +36,7 @@ pub struct Gateway {
 impl Acceptor for Gateway {
     type Handler = Session;
 
-    fn open(
-        &self,
-        peer: SocketAddr,
-        protocol: Protocol,
-    ) -> (Session, mpsc::Receiver<Outgoing>, Arc<Notify>) {
+    fn open(&self, peer: SocketAddr, protocol: Protocol) -> (Session, Inbox, Arc<Notify>) {
         Session::open(self.router.clone(), peer, protocol)
     }
 
@@ -57,7 +53,8 @@ impl Acceptor for Gateway {
              # TYPE fabric_raft_has_quorum gauge\nfabric_raft_has_quorum {}\n\
              # TYPE fabric_raft_term gauge\nfabric_raft_term {}\n\
              # TYPE fabric_raft_last_applied gauge\nfabric_raft_last_applied {}\n\
-             # TYPE fabric_raft_voters gauge\nfabric_raft_voters {}\n",
+             # TYPE fabric_raft_voters gauge\nfabric_raft_voters {}\n\
+             # TYPE fabric_outbound_queued_bytes gauge\nfabric_outbound_queued_bytes {}\n",
             self.router.session_count(),
             self.router.realm_names().len(),
             u8::from(s.leader == Some(s.id)),
@@ -65,6 +62,7 @@ impl Acceptor for Gateway {
             s.term,
             s.last_applied.unwrap_or(0),
             s.voters.len(),
+            transport::queued_total(),
         )
     }
 }
@@ -172,7 +170,7 @@ pub async fn run(
         authenticator,
         RouterOptions {
             node_name: settings.node_name.clone(),
-            outbox_capacity: settings.outbox_capacity,
+            outbound: settings.outbound,
             default_call_timeout_ms: settings.call_timeout_ms,
         },
         Some(EventRelay::start(replica.clone())),

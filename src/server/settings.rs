@@ -62,7 +62,8 @@ pub struct Settings {
     pub node_name: String,
     pub transport: TransportConfig,
     pub call_timeout_ms: Option<u64>,
-    pub outbox_capacity: usize,
+    /// What may wait for one session, and for all of them.
+    pub outbound: crate::transport::Budget,
     pub realms: Vec<RealmConfig>,
     pub smtp: Option<SmtpSettings>,
     pub cluster: ClusterSettings,
@@ -96,7 +97,11 @@ impl Settings {
                 handshake_timeout: defaults.handshake_timeout,
             },
             call_timeout_ms: file.call_timeout_ms.filter(|t| *t > 0),
-            outbox_capacity: file.outbox_capacity.unwrap_or(65_536),
+            outbound: crate::transport::Budget {
+                messages: file.outbox_capacity.unwrap_or(65_536),
+                bytes: file.max_outbound_bytes.unwrap_or(16 << 20),
+                total_bytes: file.max_outbound_bytes_total.unwrap_or(512 << 20),
+            },
             realms: file.realms,
             smtp: file.smtp_url.map(|url| SmtpSettings {
                 url,

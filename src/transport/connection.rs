@@ -98,7 +98,7 @@ async fn session_loop<H: SessionHandler>(
     mut ws: WebSocketStream<TcpStream>,
     protocol: Protocol,
     mut handler: H,
-    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+    mut rx: super::Inbox,
     kill: Arc<tokio::sync::Notify>,
     config: &TransportConfig,
 ) -> anyhow::Result<()> {
@@ -115,7 +115,23 @@ async fn session_loop<H: SessionHandler>(
                 if n == 0 {
                     break Ok(());
                 }
-                let close = write_batch(&mut ws, protocol, &mut batch).await;
+                let bytes = batch.iter().map(Outgoing::size).sum();
+                // A peer that stops reading blocks the write: the kill (its queue overflowed)
+                // and a deadline must still end the connection.
+                let stalled = config.ping_interval + config.ping_timeout;
+                let close = tokio::select! {
+                    written = tokio::time::timeout(stalled, write_batch(&mut ws, protocol, &mut batch)) => match written {
+                        Ok(close) => close,
+                        Err(_) => {
+                            tracing::info!("a write did not complete within {stalled:?}: closing");
+                            break Ok(());
+                        }
+                    },
+                    _ = kill.notified() => {
+                        break close_ws(&mut ws, CloseCode::Policy, "outbound queue over budget: slow consumer").await;
+                    }
+                };
+                rx.done(bytes);
                 match close {
                     Ok(true) => break close_ws(&mut ws, CloseCode::Normal, "").await,
                     Ok(false) => {}
@@ -139,6 +155,10 @@ async fn session_loop<H: SessionHandler>(
                     Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                         tracing::info!(size, max_size, "message too big: closing");
                         break close_ws(&mut ws, CloseCode::Size, "message too big").await;
+                    }
+                    Some(Err(WsError::Utf8(_))) => {
+                        tracing::info!("text frame is not UTF-8: closing");
+                        break close_ws(&mut ws, CloseCode::Invalid, "text frame is not valid UTF-8").await;
                     }
                     Some(Err(e)) => break Err(e.into()),
                 };
@@ -175,7 +195,8 @@ async fn session_loop<H: SessionHandler>(
                 break close_ws(&mut ws, CloseCode::Policy, "no HELLO in time").await;
             }
             _ = kill.notified() => {
-                break close_ws(&mut ws, CloseCode::Again, "session dropped").await;
+                // Its queue overflowed: it does not read as fast as it is sent to.
+                break close_ws(&mut ws, CloseCode::Policy, "outbound queue over budget: slow consumer").await;
             }
         }
     };

@@ -2,6 +2,7 @@
 
 mod connection;
 mod http;
+mod outbox;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,21 +10,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::wamp::{Message, Protocol};
+
+pub use outbox::{Budget, Inbox, Outbox, SendError, outbox, queued_total};
 
 /// A message on its way out. One EVENT may go to many subscribers: its encoding per serializer
 /// is made once, by whichever connection writes it first, and shared by the others.
 #[derive(Debug)]
 pub struct Outbound {
     pub message: Message,
+    /// Roughly its encoded size, counted against byte budgets once per queue it enters.
+    pub size: usize,
     encoded: [std::sync::OnceLock<bytes::Bytes>; 3],
 }
 
 impl Outbound {
     pub fn new(message: Message) -> Arc<Outbound> {
         Arc::new(Outbound {
+            size: message.approx_size(),
             message,
             encoded: Default::default(),
         })
@@ -51,7 +57,15 @@ pub enum Outgoing {
     Close,
 }
 
-pub type Outbox = mpsc::Sender<Outgoing>;
+impl Outgoing {
+    /// What it counts against a byte budget.
+    pub fn size(&self) -> usize {
+        match self {
+            Outgoing::Message(m) => m.size,
+            Outgoing::Close => 0,
+        }
+    }
+}
 
 /// Whether a connection goes on after a message.
 #[derive(Debug, PartialEq, Eq)]
@@ -74,11 +88,7 @@ pub trait SessionHandler: Send + 'static {
 /// Opens a session for each accepted WebSocket connection.
 pub trait Acceptor: Send + Sync + 'static {
     type Handler: SessionHandler;
-    fn open(
-        &self,
-        peer: SocketAddr,
-        protocol: Protocol,
-    ) -> (Self::Handler, mpsc::Receiver<Outgoing>, Arc<Notify>);
+    fn open(&self, peer: SocketAddr, protocol: Protocol) -> (Self::Handler, Inbox, Arc<Notify>);
     /// `/readyz` answers 200 only when this is true.
     fn ready(&self) -> bool;
     /// Extra lines for `/metrics` (Prometheus text format).

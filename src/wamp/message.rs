@@ -191,6 +191,72 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// Roughly how many bytes the message takes encoded: its payload, details or options,
+    /// and a fixed allowance for ids and URIs. Byte budgets count this.
+    pub fn approx_size(&self) -> usize {
+        use Message::*;
+        let dict = |d: &Dict| {
+            d.iter()
+                .map(|(k, v)| k.len() + 2 + v.approx_size())
+                .sum::<usize>()
+        };
+        let payload = |p: &Payload| {
+            p.args.as_ref().map_or(0, Value::approx_size) + p.kwargs.as_ref().map_or(0, &dict)
+        };
+        64 + match self {
+            Error {
+                details,
+                payload: p,
+                error,
+                ..
+            } => dict(details) + payload(p) + error.len(),
+            Publish {
+                options,
+                topic,
+                payload: p,
+                ..
+            } => dict(options) + payload(p) + topic.len(),
+            Event {
+                details,
+                payload: p,
+                ..
+            }
+            | Result {
+                details,
+                payload: p,
+                ..
+            } => dict(details) + payload(p),
+            Invocation {
+                details,
+                payload: p,
+                ..
+            } => dict(details) + payload(p),
+            EventReceived {
+                details,
+                payload: p,
+                ..
+            } => details.as_ref().map_or(0, &dict) + payload(p),
+            Call {
+                options,
+                procedure,
+                payload: p,
+                ..
+            } => dict(options) + payload(p) + procedure.len(),
+            Yield {
+                options,
+                payload: p,
+                ..
+            } => dict(options) + payload(p),
+            Hello { details, realm } => dict(details) + realm.as_ref().map_or(0, String::len),
+            Welcome { details, .. } | Challenge { extra: details, .. } => dict(details),
+            Abort { details, reason } | Goodbye { details, reason } => dict(details) + reason.len(),
+            Authenticate { extra, signature } => dict(extra) + signature.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// Why an array could not be read as a WAMP message.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MessageError {

@@ -81,6 +81,30 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// Roughly how many bytes this value takes encoded (any serializer): what byte budgets
+    /// count. Iterative, like `depth`.
+    pub fn approx_size(&self) -> usize {
+        let mut size = 0;
+        let mut stack = vec![self];
+        while let Some(v) = stack.pop() {
+            size += match v {
+                Value::Str(s) => s.len() + 2,
+                Value::Bytes(b) => b.len() + 2,
+                Value::List(l) => {
+                    stack.extend(l.iter());
+                    2
+                }
+                Value::Dict(m) => {
+                    size += m.keys().map(|k| k.len() + 2).sum::<usize>();
+                    stack.extend(m.values());
+                    2
+                }
+                _ => 9,
+            };
+        }
+        size
+    }
+
     /// How deeply lists and dicts nest in this value: 0 for a scalar, 1 for a flat list.
     /// Iterative, so a hostile value cannot exhaust the stack here.
     pub fn depth(&self) -> usize {
