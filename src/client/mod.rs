@@ -459,7 +459,7 @@ async fn read_loop(
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Message>,
 ) {
-    while let Some(Ok(frame)) = stream.next().await {
+    'frames: while let Some(Ok(frame)) = stream.next().await {
         let data = match frame {
             WsMessage::Text(t) => t.as_bytes().to_vec(),
             WsMessage::Binary(b) => b.to_vec(),
@@ -531,7 +531,9 @@ async fn read_loop(
                         details: Dict::new(),
                         reason: crate::wamp::errors::CLOSE_GOODBYE_AND_OUT.into(),
                     });
-                    break;
+                    // The session is over: nothing after the router's GOODBYE counts (and
+                    // its reason must not be overwritten by a late message).
+                    break 'frames;
                 }
                 _ => {}
             }

@@ -234,6 +234,11 @@ impl Realm {
     }
 
     /// Removes a session that left; a session already killed is not there anymore.
+    /// Whether session `sid` is still joined (the router may have closed it meanwhile).
+    pub fn is_member(&self, sid: Id) -> bool {
+        self.state.lock().members.contains_key(&sid)
+    }
+
     pub fn detach(&self, sid: Id) {
         self.state.lock().remove_member(sid);
     }

@@ -272,10 +272,14 @@ impl SessionHandler for Session {
                 };
                 match msg {
                     Message::Goodbye { .. } => {
-                        self.send(Message::Goodbye {
-                            details: Dict::new(),
-                            reason: errors::CLOSE_GOODBYE_AND_OUT.into(),
-                        });
+                        // A GOODBYE that answers the router's own (the session was closed
+                        // by the router) is not answered again.
+                        if realm.is_member(id) {
+                            self.send(Message::Goodbye {
+                                details: Dict::new(),
+                                reason: errors::CLOSE_GOODBYE_AND_OUT.into(),
+                            });
+                        }
                         self.leave();
                         Flow::Close
                     }

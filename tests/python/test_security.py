@@ -85,3 +85,48 @@ async def test_a_deeply_nested_value_is_refused_for_every_serializer_and_poisons
     assert (await w(m.su.call(MRLM + "get_node", node["oid"])))["authextra"] == {"x": nested(90)}
     assert node["oid"] in await w(m.su.call(MRLM + "list_nodes"))
     await w(m.su.call(MRLM + "unpair_node", node["oid"]))
+
+
+@aio
+async def test_a_tenant_neither_reads_nor_hears_of_another_tenants_realm(master, keys, tmp_path):
+    from users import activated_user
+
+    alice = await activated_user(master, tmp_path, unique("alice"))
+    bob = await activated_user(master, tmp_path, unique("bob"))
+    su = await join(master, keys, label="superuser")
+    heard = {"bob": [], "su": []}
+    topics = ["on_node_paired", "on_node_unpaired", "on_mrealm_created", "on_mrealm_modified"]
+    for who, s in (("bob", bob), ("su", su)):
+        for t in topics:
+            await s.subscribe(lambda *a, _t=t, _w=who, **k: heard[_w].append(_t), MRLM + t)
+
+    a_realm = await w(alice.call(MRLM + "create_mrealm", {"name": unique("alice-")}))
+    kp = node_key(tmp_path, unique("n"))
+    node = await w(alice.call(MRLM + "pair_node", kp.pubkey_hex, a_realm["name"], "n1"))
+    await w(alice.call(MRLM + "modify_mrealm", a_realm["oid"], {"label": "mine"}))
+    await w(alice.call(MRLM + "unpair_node", node["oid"]))
+    # Bob's own realm is the marker: its event comes after Alice's, on the same path.
+    b_realm = await w(bob.call(MRLM + "create_mrealm", {"name": unique("bob-")}))
+    from waiting import wait_until
+
+    await wait_until(lambda: "on_mrealm_created" in heard["bob"], 5, what="bob's own event")
+    assert heard["bob"] == ["on_mrealm_created"], heard["bob"]
+    # The superuser hears everything.
+    await wait_until(lambda: heard["su"].count("on_mrealm_created") == 2, 5, what="su's events")
+    assert {"on_node_paired", "on_node_unpaired", "on_mrealm_modified"} <= set(heard["su"])
+
+    # Bob cannot read Alice's realm by oid or by name: for him it does not exist.
+    for call in (
+        bob.call(MRLM + "get_mrealm", a_realm["oid"]),
+        bob.call(MRLM + "get_mrealm_by_name", a_realm["name"]),
+    ):
+        try:
+            await w(call)
+        except Exception as e:
+            assert getattr(e, "error", None) == "crossbar.error.no_such_object", e
+        else:
+            raise AssertionError("bob read alice's management realm")
+    # Each reads their own; the superuser reads both.
+    assert (await w(alice.call(MRLM + "get_mrealm", a_realm["oid"])))["name"] == a_realm["name"]
+    assert (await w(bob.call(MRLM + "get_mrealm_by_name", b_realm["name"])))["oid"] == b_realm["oid"]
+    assert (await w(su.call(MRLM + "get_mrealm", a_realm["oid"])))["oid"] == a_realm["oid"]

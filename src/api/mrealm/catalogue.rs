@@ -58,23 +58,37 @@ async fn list_mrealms(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
 async fn get_mrealm(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     let oid = oid_arg(&inv, 0, "mrealm_oid")?;
     let r = ctx.replica.read().await?;
-    let m: ManagementRealm = r
-        .get(&oid.to_string())?
-        .ok_or_else(|| no_such_mrealm(oid))?;
-    Ok(to_value(
-        serde_json::to_value(m).expect("records serialize"),
-    ))
+    let m: Option<ManagementRealm> = r.get(&oid.to_string())?;
+    drop(r);
+    visible(&ctx, &inv, m, || no_such_mrealm(oid)).await
+}
+
+/// A management realm as its members (and the superuser) see it; to anyone else it does
+/// not exist, as `list_mrealms` already showed them.
+async fn visible(
+    ctx: &Ctx,
+    inv: &Invocation,
+    m: Option<ManagementRealm>,
+    missing: impl FnOnce() -> CallError,
+) -> Reply {
+    let Some(m) = m else {
+        return Err(missing());
+    };
+    match require_member(ctx, inv, &m).await {
+        Ok(_) => Ok(to_value(
+            serde_json::to_value(m).expect("records serialize"),
+        )),
+        Err(e) if e.uri == FABRIC_NOT_AUTHORIZED => Err(missing()),
+        Err(e) => Err(e),
+    }
 }
 
 async fn get_mrealm_by_name(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     let name = str_arg(&inv, 0, "name")?.to_owned();
     let r = ctx.replica.read().await?;
-    let m: ManagementRealm = r
-        .lookup(Index::MrealmByName, &name)?
-        .ok_or_else(|| no_such_mrealm(format!("{name:?}")))?;
-    Ok(to_value(
-        serde_json::to_value(m).expect("records serialize"),
-    ))
+    let m: Option<ManagementRealm> = r.lookup(Index::MrealmByName, &name)?;
+    drop(r);
+    visible(&ctx, &inv, m, || no_such_mrealm(format!("{name:?}"))).await
 }
 
 async fn create_mrealm(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Reply {
@@ -128,9 +142,11 @@ async fn create_mrealm(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> 
         .await?;
     let _ = ctx.realms.reconcile().await;
     let created = to_value(created);
-    publisher.publish(
+    let audience = tenant_audience(&ctx.replica.read().await?, mrealm.oid)?;
+    publisher.publish_to(
         "crossbarfabriccenter.mrealm.on_mrealm_created",
         vec![created.clone()],
+        &audience,
     );
     Ok(created)
 }
@@ -153,6 +169,8 @@ async fn remove_mrealm(
 ) -> Result<Value, CallError> {
     let mrealm = mrealm_by(ctx, by).await?;
     let caller = require_owner(&ctx.replica, inv, &mrealm).await?;
+    // Who held a role on it, before the roles go with it.
+    let audience = tenant_audience(&ctx.replica.read().await?, mrealm.oid)?;
     let deleted = ctx
         .replica
         .propose(Command::Delete {
@@ -171,9 +189,10 @@ async fn remove_mrealm(
     }
     let _ = ctx.realms.reconcile().await;
     let event = to_value(event);
-    publisher.publish(
+    publisher.publish_to(
         "crossbarfabriccenter.mrealm.on_realm_deleted",
         vec![event.clone()],
+        &audience,
     );
     Ok(event)
 }
@@ -204,9 +223,11 @@ async fn modify_mrealm(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> 
         })
         .await?;
     let modified = to_value(modified);
-    publisher.publish(
+    let audience = tenant_audience(&ctx.replica.read().await?, mrealm.oid)?;
+    publisher.publish_to(
         "crossbarfabriccenter.mrealm.on_mrealm_modified",
         vec![modified.clone()],
+        &audience,
     );
     Ok(modified)
 }

@@ -183,6 +183,33 @@ pub(super) async fn require_member(
     }
 }
 
+/// Who may receive an event about `mrealm` on the global realm: the superuser and the
+/// users holding a role on it. Other tenants never learn of its nodes and changes.
+pub(super) fn tenant_audience(r: &Reader, mrealm: Oid) -> Result<crate::wamp::Dict, CallError> {
+    let mut authids = vec![Value::from("superuser")];
+    for held in r.list::<UserMrealmRole>(&format!("{mrealm}/"))? {
+        if let Some(user) = r.get::<User>(&held.user_oid.to_string())? {
+            authids.push(Value::from(user.email));
+        }
+    }
+    Ok(crate::dict! {"eligible_authid" => Value::List(authids)})
+}
+
+/// The audience of an event about a node: its management realm's, or (unpaired) its
+/// owner's and the superuser's.
+pub(super) fn node_audience(r: &Reader, node: &Node) -> Result<crate::wamp::Dict, CallError> {
+    if let Some(mrealm) = node.mrealm_oid {
+        return tenant_audience(r, mrealm);
+    }
+    let mut authids = vec![Value::from("superuser")];
+    if let Some(owner) = node.owner_oid
+        && let Some(user) = r.get::<User>(&owner.to_string())?
+    {
+        authids.push(Value::from(user.email));
+    }
+    Ok(crate::dict! {"eligible_authid" => Value::List(authids)})
+}
+
 pub(super) fn node_of(r: &Reader, oid: Oid) -> Result<Node, CallError> {
     r.get(&oid.to_string())?
         .ok_or_else(|| no_such(format_args!("node {oid}")))

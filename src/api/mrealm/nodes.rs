@@ -53,9 +53,11 @@ async fn pair_node(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Repl
     };
     let paired = ctx.replica.propose(Command::PairNode { node }).await?;
     let paired = to_value(paired);
-    publisher.publish(
+    let audience = tenant_audience(&ctx.replica.read().await?, mrealm.oid)?;
+    publisher.publish_to(
         "crossbarfabriccenter.mrealm.on_node_paired",
         vec![paired.clone()],
+        &audience,
     );
     Ok(paired)
 }
@@ -99,9 +101,11 @@ async fn unpair(
         obj.insert("killed".into(), serde_json::Value::from(killed));
     }
     let out = to_value(out);
-    publisher.publish(
+    let audience = tenant_audience(&ctx.replica.read().await?, mrealm.oid)?;
+    publisher.publish_to(
         "crossbarfabriccenter.mrealm.on_node_unpaired",
         vec![out.clone()],
+        &audience,
     );
     Ok(out)
 }
@@ -237,9 +241,11 @@ async fn modify_node(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Re
         })
         .await?;
     let modified = to_value(modified);
-    publisher.publish(
+    let audience = node_audience(&ctx.replica.read().await?, &node)?;
+    publisher.publish_to(
         "crossbarfabriccenter.mrealm.on_node_modified",
         vec![modified.clone()],
+        &audience,
     );
     Ok(modified)
 }
@@ -272,9 +278,11 @@ async fn delete_node(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Re
         })
         .await?;
     let deleted = to_value(deleted);
-    publisher.publish(
+    let audience = node_audience(&ctx.replica.read().await?, &node)?;
+    publisher.publish_to(
         "crossbarfabriccenter.mrealm.on_node_deleted",
         vec![deleted.clone()],
+        &audience,
     );
     Ok(deleted)
 }
