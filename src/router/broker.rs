@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use crate::wamp::uri::{MatchPolicy, UriCheck, is_valid_pattern, is_valid_uri};
 use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
 
+use super::leave::EntryKind;
 use super::realm::{State, error_reply};
 use super::role::Action;
-use super::uri_index::{Entry, Left, UriIndex, leave};
+use super::uri_index::{Entry, Left, UriIndex};
 
 pub(crate) struct Subscription {
     pub id: Id,
@@ -192,38 +193,12 @@ impl State {
     }
 
     pub(crate) fn unsubscribe(&mut self, sid: Id, request: Id, subscription: Id) {
-        let left = self.remove_subscriber(sid, subscription);
-        let refusal = error_reply(
-            code::UNSUBSCRIBE,
-            request,
-            errors::NO_SUCH_SUBSCRIPTION,
-            format!("no subscription with ID {subscription}"),
-        );
-        let ok = Message::Unsubscribed {
-            request,
-            details: None,
-        };
-        self.reply(sid, if left.was_member() { ok } else { refusal });
+        self.answer_leave(EntryKind::Subscription, sid, request, subscription);
     }
 
     /// Takes a subscriber off a subscription, deleting the subscription when it was the last.
     pub(crate) fn remove_subscriber(&mut self, sid: Id, subscription: Id) -> Left {
-        let left = leave(
-            &mut self.broker.subs,
-            &mut self.broker.index,
-            subscription,
-            sid,
-        );
-        self.publish_left(
-            &left,
-            (
-                "wamp.subscription.on_unsubscribe",
-                "wamp.subscription.on_delete",
-            ),
-            sid,
-            subscription,
-        );
-        left
+        self.leave_entry(EntryKind::Subscription, sid, subscription)
     }
 
     pub(crate) fn broker_detach(&mut self, sid: Id) {
@@ -302,18 +277,6 @@ impl State {
                     publication,
                 },
             );
-        }
-    }
-
-    /// The meta events of a session leaving a registration or subscription: `on_unregister`
-    /// or `on_unsubscribe` (the first topic), and `on_delete` (the second) when it was the last.
-    pub(crate) fn publish_left(&mut self, left: &Left, topics: (&str, &str), sid: Id, id: Id) {
-        let meta = [sid.into(), id.into()];
-        if left.was_member() {
-            self.publish_meta(topics.0, meta.to_vec());
-        }
-        if matches!(left, Left::Deleted) {
-            self.publish_meta(topics.1, meta.to_vec());
         }
     }
 

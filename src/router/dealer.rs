@@ -10,9 +10,10 @@ use std::time::Duration;
 use crate::wamp::uri::{MatchPolicy, UriCheck, is_valid_pattern, is_valid_uri};
 use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
 
+use super::leave::EntryKind;
 use super::realm::{Realm, State, error_reply};
 use super::role::Action;
-use super::uri_index::{Entry, Left, UriIndex, leave};
+use super::uri_index::{Entry, Left, UriIndex};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InvokePolicy {
@@ -227,38 +228,12 @@ impl State {
     }
 
     pub(crate) fn unregister(&mut self, sid: Id, request: Id, registration: Id) {
-        let left = self.remove_callee(sid, registration);
-        let refusal = error_reply(
-            code::UNREGISTER,
-            request,
-            errors::NO_SUCH_REGISTRATION,
-            format!("no registration with ID {registration}"),
-        );
-        let ok = Message::Unregistered {
-            request,
-            details: None,
-        };
-        self.reply(sid, if left.was_member() { ok } else { refusal });
+        self.answer_leave(EntryKind::Registration, sid, request, registration);
     }
 
     /// Takes a callee off a registration, deleting the registration when it was the last one.
     pub(crate) fn remove_callee(&mut self, sid: Id, registration: Id) -> Left {
-        let left = leave(
-            &mut self.dealer.regs,
-            &mut self.dealer.index,
-            registration,
-            sid,
-        );
-        self.publish_left(
-            &left,
-            (
-                "wamp.registration.on_unregister",
-                "wamp.registration.on_delete",
-            ),
-            sid,
-            registration,
-        );
-        left
+        self.leave_entry(EntryKind::Registration, sid, registration)
     }
 
     pub(crate) fn call(

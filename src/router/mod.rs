@@ -5,6 +5,7 @@ mod broker;
 pub use broker::AUDIENCE_OPTIONS;
 mod dealer;
 pub mod internal;
+mod leave;
 mod meta;
 pub mod realm;
 pub mod role;

@@ -346,6 +346,15 @@ impl Reader {
     }
 }
 
+/// Reads `field: method` pairs in order (each field's name is also what a bad value is
+/// reported as), then builds the message, refusing extra elements.
+macro_rules! fields {
+    [$r:ident, $variant:ident, $($field:ident: $read:ident),+] => {{
+        $(let $field = $r.$read(stringify!($field))?;)+
+        $r.end(Message::$variant { $($field),+ })?
+    }};
+}
+
 impl Message {
     pub fn code(&self) -> u64 {
         use Message::*;
@@ -407,31 +416,11 @@ impl Message {
                 let details = r.dict("details")?;
                 r.end(Message::Hello { realm, details })?
             }
-            code::WELCOME => {
-                let session = r.id("session")?;
-                let details = r.dict("details")?;
-                r.end(Message::Welcome { session, details })?
-            }
-            code::ABORT => {
-                let details = r.dict("details")?;
-                let reason = r.string("reason")?;
-                r.end(Message::Abort { details, reason })?
-            }
-            code::CHALLENGE => {
-                let authmethod = r.string("authmethod")?;
-                let extra = r.dict("extra")?;
-                r.end(Message::Challenge { authmethod, extra })?
-            }
-            code::AUTHENTICATE => {
-                let signature = r.string("signature")?;
-                let extra = r.dict("extra")?;
-                r.end(Message::Authenticate { signature, extra })?
-            }
-            code::GOODBYE => {
-                let details = r.dict("details")?;
-                let reason = r.string("reason")?;
-                r.end(Message::Goodbye { details, reason })?
-            }
+            code::WELCOME => fields![r, Welcome, session: id, details: dict],
+            code::ABORT => fields![r, Abort, details: dict, reason: string],
+            code::CHALLENGE => fields![r, Challenge, authmethod: string, extra: dict],
+            code::AUTHENTICATE => fields![r, Authenticate, signature: string, extra: dict],
+            code::GOODBYE => fields![r, Goodbye, details: dict, reason: string],
             code::ERROR => Message::Error {
                 request_type: r.int("request type")?,
                 request: r.id("request")?,
@@ -445,45 +434,11 @@ impl Message {
                 topic: r.string("topic")?,
                 payload: r.payload()?,
             },
-            code::PUBLISHED => {
-                let request = r.id("request")?;
-                let publication = r.id("publication")?;
-                r.end(Message::Published {
-                    request,
-                    publication,
-                })?
-            }
-            code::SUBSCRIBE => {
-                let request = r.id("request")?;
-                let options = r.dict("options")?;
-                let topic = r.string("topic")?;
-                r.end(Message::Subscribe {
-                    request,
-                    options,
-                    topic,
-                })?
-            }
-            code::SUBSCRIBED => {
-                let request = r.id("request")?;
-                let subscription = r.id("subscription")?;
-                r.end(Message::Subscribed {
-                    request,
-                    subscription,
-                })?
-            }
-            code::UNSUBSCRIBE => {
-                let request = r.id("request")?;
-                let subscription = r.id("subscription")?;
-                r.end(Message::Unsubscribe {
-                    request,
-                    subscription,
-                })?
-            }
-            code::UNSUBSCRIBED => {
-                let request = r.int("request")?;
-                let details = r.opt_dict("details")?;
-                r.end(Message::Unsubscribed { request, details })?
-            }
+            code::PUBLISHED => fields![r, Published, request: id, publication: id],
+            code::SUBSCRIBE => fields![r, Subscribe, request: id, options: dict, topic: string],
+            code::SUBSCRIBED => fields![r, Subscribed, request: id, subscription: id],
+            code::UNSUBSCRIBE => fields![r, Unsubscribe, request: id, subscription: id],
+            code::UNSUBSCRIBED => fields![r, Unsubscribed, request: int, details: opt_dict],
             code::EVENT => Message::Event {
                 subscription: r.id("subscription")?,
                 publication: r.id("publication")?,
@@ -506,58 +461,23 @@ impl Message {
                 procedure: r.string("procedure")?,
                 payload: r.payload()?,
             },
-            code::CANCEL => {
-                let request = r.id("request")?;
-                let options = r.dict("options")?;
-                r.end(Message::Cancel { request, options })?
-            }
+            code::CANCEL => fields![r, Cancel, request: id, options: dict],
             code::RESULT => Message::Result {
                 request: r.id("request")?,
                 details: r.dict("details")?,
                 payload: r.payload()?,
             },
-            code::REGISTER => {
-                let request = r.id("request")?;
-                let options = r.dict("options")?;
-                let procedure = r.string("procedure")?;
-                r.end(Message::Register {
-                    request,
-                    options,
-                    procedure,
-                })?
-            }
-            code::REGISTERED => {
-                let request = r.id("request")?;
-                let registration = r.id("registration")?;
-                r.end(Message::Registered {
-                    request,
-                    registration,
-                })?
-            }
-            code::UNREGISTER => {
-                let request = r.id("request")?;
-                let registration = r.id("registration")?;
-                r.end(Message::Unregister {
-                    request,
-                    registration,
-                })?
-            }
-            code::UNREGISTERED => {
-                let request = r.int("request")?;
-                let details = r.opt_dict("details")?;
-                r.end(Message::Unregistered { request, details })?
-            }
+            code::REGISTER => fields![r, Register, request: id, options: dict, procedure: string],
+            code::REGISTERED => fields![r, Registered, request: id, registration: id],
+            code::UNREGISTER => fields![r, Unregister, request: id, registration: id],
+            code::UNREGISTERED => fields![r, Unregistered, request: int, details: opt_dict],
             code::INVOCATION => Message::Invocation {
                 request: r.id("request")?,
                 registration: r.id("registration")?,
                 details: r.dict("details")?,
                 payload: r.payload()?,
             },
-            code::INTERRUPT => {
-                let request = r.id("request")?;
-                let options = r.dict("options")?;
-                r.end(Message::Interrupt { request, options })?
-            }
+            code::INTERRUPT => fields![r, Interrupt, request: id, options: dict],
             code::YIELD => Message::Yield {
                 request: r.id("request")?,
                 options: r.dict("options")?,
