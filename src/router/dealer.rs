@@ -245,6 +245,20 @@ impl State {
         procedure: String,
         payload: Payload,
     ) {
+        // A request id still in flight identifies the first call: a second one under it would
+        // make its answers and cancels ambiguous (WAMP: ids of a session's open requests are
+        // unique), so it is refused and the first goes on.
+        if self.dealer.by_call.contains_key(&(sid, request)) {
+            return self.reply(
+                sid,
+                error_reply(
+                    code::CALL,
+                    request,
+                    errors::PROTOCOL_VIOLATION,
+                    format!("request id {request} is already in use by a call in flight"),
+                ),
+            );
+        }
         if !is_valid_uri(&procedure, UriCheck::Loose) {
             return self.reply(
                 sid,

@@ -278,6 +278,16 @@ impl Realm {
     }
 
     /// Closes every session whose authid matches (used by the management API).
+    /// The sessions joined under `authid`.
+    pub fn sessions_of(&self, authid: &str) -> Vec<Id> {
+        let st = self.state.lock();
+        st.members
+            .values()
+            .filter(|m| m.info.authid == authid)
+            .map(|m| m.info.id)
+            .collect()
+    }
+
     pub fn kill_by_authid(&self, authid: &str, reason: &str, message: &str) -> Vec<Id> {
         let mut st = self.state.lock();
         let ids: Vec<Id> = st

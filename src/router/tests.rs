@@ -219,3 +219,60 @@ async fn an_unsubscribed_topic_is_no_longer_delivered() {
     // Events of one session arrive in order: the marker proves the first was not sent.
     assert_eq!(next(&mut rx).await.topic, "com.example.marker");
 }
+
+#[tokio::test]
+async fn a_second_call_under_a_request_id_in_flight_is_refused() {
+    let realm = realm();
+    let (tx, mut invoked) = mpsc::unbounded_channel();
+    let slow: Handler = Arc::new(move |_| {
+        let _ = tx.send(());
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(Payload::default())
+        })
+    });
+    let (s, _) = callee(&realm, "com.example.slow", slow).await;
+    tokio::spawn(s.serve());
+    // A raw caller: its answers arrive on its own inbox.
+    let (tx, mut inbox) = crate::transport::outbox(crate::transport::Budget::unlimited(16));
+    let info = super::session_info::SessionInfo {
+        id: random_id(),
+        realm: "test.realm".into(),
+        authid: "raw".into(),
+        authrole: "user".into(),
+        authmethod: "anonymous".into(),
+        authprovider: "static".into(),
+        authextra: Default::default(),
+        peer: "test".into(),
+        protocol: "internal".into(),
+        callee_call_canceling: false,
+        callee_progressive_results: false,
+        joined: String::new(),
+    };
+    let sid = info.id;
+    realm.attach(info, tx, Arc::new(tokio::sync::Notify::new()));
+    let call = |request| Message::Call {
+        request,
+        options: Default::default(),
+        procedure: "com.example.slow".into(),
+        payload: Payload::default(),
+    };
+    realm.handle(sid, call(7)).unwrap();
+    realm.handle(sid, call(7)).unwrap();
+    let answer = tokio::time::timeout(SHORT, inbox.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let crate::transport::Outgoing::Message(out) = answer else {
+        panic!("closed")
+    };
+    match &out.message {
+        Message::Error { request, error, .. } => {
+            assert_eq!((*request, error.as_str()), (7, errors::PROTOCOL_VIOLATION));
+        }
+        other => panic!("expected an ERROR, got {other:?}"),
+    }
+    // Only the first call reached the callee.
+    invoked.recv().await.unwrap();
+    assert!(invoked.try_recv().is_err());
+}

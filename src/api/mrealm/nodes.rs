@@ -76,20 +76,29 @@ async fn unpair(
     };
     let mrealm = mrealm_by(ctx, MrealmRef::Oid(mrealm_oid)).await?;
     require_owner(&ctx.replica, inv, &mrealm).await?;
+    let router_realm = ctx.realms_router_realm(&mrealm.name);
+    // The node's sessions here before the unpairing: closed by the end of this call, by the
+    // kill below or by the realm sync that applies the change first.
+    let before = match (&router_realm, &node.authid) {
+        (Some(realm), Some(authid)) => realm.sessions_of(authid),
+        _ => Vec::new(),
+    };
     let paired = ctx
         .replica
         .propose(Command::UnpairNode { oid: node.oid })
         .await?;
     // Close the node's session here at once; other replicas do it when they apply.
-    let killed = match ctx.realms_router_realm(&mrealm.name) {
-        Some(realm) => match paired.get("authid").and_then(|a| a.as_str()) {
-            Some(authid) => {
-                realm.kill_by_authid(authid, "wamp.close.auth-changed", "the node was unpaired")
-            }
-            None => Vec::new(),
-        },
-        None => Vec::new(),
+    let mut killed = match (&router_realm, paired.get("authid").and_then(|a| a.as_str())) {
+        (Some(realm), Some(authid)) => {
+            realm.kill_by_authid(authid, "wamp.close.auth-changed", "the node was unpaired")
+        }
+        _ => Vec::new(),
     };
+    for id in before {
+        if !killed.contains(&id) {
+            killed.push(id);
+        }
+    }
     let mut out = paired.clone();
     if let Some(obj) = out.as_object_mut() {
         obj.insert(
