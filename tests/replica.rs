@@ -131,3 +131,37 @@ async fn the_last_voter_cannot_be_removed() {
     assert!(r.status().voters == vec![1]);
     r.shutdown().await;
 }
+
+#[tokio::test]
+async fn expired_activation_codes_are_purged_and_active_keys_kept() {
+    use fabric_master::store::model::{ActivationToken, TOKEN_ACTIVE, TOKEN_PENDING};
+    let dir = tempfile::tempdir().unwrap();
+    let r = leader(&dir).await;
+    let token = |status, created, email: &str| ActivationToken {
+        oid: Uuid::new_v4(),
+        atype: 1,
+        status,
+        created,
+        completed: None,
+        code: "AAAA-BBBB-CCCC".into(),
+        email: email.into(),
+        pubkey: format!("{:064x}", rand::random::<u64>()),
+    };
+    let old = token(TOKEN_PENDING, 1_000, "old@example.com");
+    let fresh = token(TOKEN_PENDING, 5_000, "fresh@example.com");
+    let active = token(TOKEN_ACTIVE, 1_000, "user@example.com");
+    for t in [&old, &fresh, &active] {
+        r.propose(Command::IssueActivationToken { token: t.clone() })
+            .await
+            .unwrap();
+    }
+    let purged = fabric_master::auth::limits::purge_expired(&r, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    let left: Vec<ActivationToken> = r.read().await.unwrap().list("").unwrap();
+    let emails: Vec<&str> = left.iter().map(|t| t.email.as_str()).collect();
+    assert_eq!(left.len(), 2, "{emails:?}");
+    assert!(!emails.contains(&"old@example.com"));
+    r.shutdown().await;
+}

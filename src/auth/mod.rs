@@ -3,6 +3,7 @@
 //! activation codes, paired nodes) around it; Crossbar key files; activation mail.
 
 pub mod keyfile;
+pub mod limits;
 pub mod mailer;
 mod state_auth;
 mod static_auth;

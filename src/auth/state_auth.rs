@@ -59,6 +59,8 @@ pub struct StateAuthenticator {
     replica: Arc<Replica>,
     /// Without one, the log line is the only way a code reaches its user.
     mailer: Option<Arc<Mailer>>,
+    /// How many codes may be issued, per e-mail, per source and in all.
+    limiter: super::limits::IssueLimiter,
 }
 
 impl StateAuthenticator {
@@ -67,12 +69,14 @@ impl StateAuthenticator {
         superusers: Vec<ed25519_dalek::VerifyingKey>,
         replica: Arc<Replica>,
         mailer: Option<Arc<Mailer>>,
+        limits: super::limits::IssueLimits,
     ) -> StateAuthenticator {
         StateAuthenticator {
             fixed,
             superusers,
             replica,
             mailer,
+            limiter: super::limits::IssueLimiter::new(limits),
         }
     }
 
@@ -273,6 +277,7 @@ impl StateAuthenticator {
                     "there is no pending activation for this e-mail and key",
                 ));
             }
+            self.limiter.admit(&email, &hello.peer)?;
             return self.issue_code(&email, pubkey, user.is_some()).await;
         };
         if token.status == TOKEN_ACTIVE {

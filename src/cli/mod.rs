@@ -93,6 +93,16 @@ pub struct StartArgs {
     /// Timeout for calls that set none of their own (0 = none).
     #[arg(long, env = "FABRIC_CALL_TIMEOUT_MS")]
     pub call_timeout_ms: Option<u64>,
+    /// Activation codes this replica issues per e-mail within 15 minutes (then
+    /// `fabric.auth-failed.rate-limited`).
+    #[arg(long, env = "FABRIC_ACTIVATION_CODES_PER_EMAIL", default_value_t = 5)]
+    pub activation_codes_per_email: usize,
+    /// ... per source address within 15 minutes.
+    #[arg(long, env = "FABRIC_ACTIVATION_CODES_PER_SOURCE", default_value_t = 30)]
+    pub activation_codes_per_source: usize,
+    /// ... in all within 15 minutes.
+    #[arg(long, env = "FABRIC_ACTIVATION_CODES_TOTAL", default_value_t = 300)]
+    pub activation_codes_total: usize,
     /// Bytes that may wait for one session that reads too slowly before it is dropped
     /// (default 16 MiB).
     #[arg(long, env = "FABRIC_MAX_OUTBOUND_BYTES")]
@@ -218,6 +228,12 @@ impl StartArgs {
         file.smtp_url = self.smtp_url.or(file.smtp_url);
         file.smtp_from = self.smtp_from.or(file.smtp_from);
         let mut settings = Settings::from_file(file);
+        settings.activation_limits = crate::auth::limits::IssueLimits {
+            per_email: self.activation_codes_per_email,
+            per_source: self.activation_codes_per_source,
+            total: self.activation_codes_total,
+            ..Default::default()
+        };
         settings.cluster = self.cluster.resolve()?;
         Ok(settings)
     }

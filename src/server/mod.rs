@@ -165,6 +165,7 @@ pub async fn run(
         superusers,
         replica.clone(),
         mailer,
+        settings.activation_limits,
     ));
     let router = Router::new(
         authenticator,
@@ -201,6 +202,7 @@ pub async fn run(
     });
     enter_cluster(&replica, &settings.cluster.formation).await?;
     crate::replica::presence_lease::spawn(replica.clone(), settings.cluster.presence_lease);
+    crate::auth::limits::spawn_purge(replica.clone());
     api.forget_earlier_sessions().await;
     let local = listeners.ws.local_addr()?;
     let gateway = Arc::new(Gateway {

@@ -64,6 +64,8 @@ pub struct Settings {
     pub call_timeout_ms: Option<u64>,
     /// What may wait for one session, and for all of them.
     pub outbound: crate::transport::Budget,
+    /// How many activation codes this replica issues.
+    pub activation_limits: crate::auth::limits::IssueLimits,
     pub realms: Vec<RealmConfig>,
     pub smtp: Option<SmtpSettings>,
     pub cluster: ClusterSettings,
@@ -97,6 +99,7 @@ impl Settings {
                 handshake_timeout: defaults.handshake_timeout,
             },
             call_timeout_ms: file.call_timeout_ms.filter(|t| *t > 0),
+            activation_limits: Default::default(),
             outbound: crate::transport::Budget {
                 messages: file.outbox_capacity.unwrap_or(65_536),
                 bytes: file.max_outbound_bytes.unwrap_or(16 << 20),
