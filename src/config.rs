@@ -129,7 +129,22 @@ pub fn global_realm() -> RealmConfig {
             },
             Role {
                 name: "user".into(),
-                permissions: vec![Permission::all("")],
+                permissions: vec![
+                    Permission::all(""),
+                    // The master's own API: users call it and hear its events; they may not
+                    // register its procedures or publish its events in its name.
+                    rule(
+                        "crossbarfabriccenter.",
+                        MatchPolicy::Prefix,
+                        true,
+                        false,
+                        false,
+                        true,
+                    ),
+                    // ... except what users offer anonymous clients (the `public` role
+                    // calls and subscribes there; the master registers nothing there).
+                    Permission::all("crossbarfabriccenter.public."),
+                ],
             },
             Role {
                 name: "user-backend".into(),

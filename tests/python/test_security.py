@@ -130,3 +130,39 @@ async def test_a_tenant_neither_reads_nor_hears_of_another_tenants_realm(master,
     assert (await w(alice.call(MRLM + "get_mrealm", a_realm["oid"])))["name"] == a_realm["name"]
     assert (await w(bob.call(MRLM + "get_mrealm_by_name", b_realm["name"])))["oid"] == b_realm["oid"]
     assert (await w(su.call(MRLM + "get_mrealm", a_realm["oid"])))["oid"] == a_realm["oid"]
+
+
+@aio
+async def test_users_neither_register_master_procedures_nor_publish_master_events(
+    master, keys, tmp_path
+):
+    from autobahn.wamp.exception import ApplicationError
+    from autobahn.wamp.types import PublishOptions
+
+    from users import activated_user
+
+    mallory = await activated_user(master, tmp_path, unique("mallory"))
+    su = await join(master, keys, label="superuser")
+    for s in (mallory, su):
+        try:
+            await w(s.register(lambda: "owned", "crossbarfabriccenter.domain.get_status_fake"))
+        except ApplicationError as e:
+            assert e.error == "wamp.error.not_authorized", e
+        else:
+            raise AssertionError("a user registered a master procedure")
+        try:
+            await w(
+                s.publish(
+                    MRLM + "on_node_unpaired",
+                    {"oid": "forged"},
+                    options=PublishOptions(acknowledge=True),
+                )
+            )
+        except ApplicationError as e:
+            assert e.error == "wamp.error.not_authorized", e
+        else:
+            raise AssertionError("a user published a master event")
+    # Calling the API and hearing its events are still theirs.
+    assert isinstance(await w(mallory.call(MRLM + "list_mrealms")), list)
+    # Outside the master's namespace the global realm stays open to users, as in the reference.
+    await w(mallory.publish("com.example.chat", "hi", options=PublishOptions(acknowledge=True)))
