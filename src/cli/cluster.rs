@@ -175,14 +175,15 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 .clone();
             // openraft 0.9 has no leadership transfer: the target starts an election, which
             // it wins when its log is up to date (it is a voter the leader replicates to).
-            let deadline = Instant::now() + Duration::from_secs(10);
+            // Elections can lose to a busy machine's timing: keep asking for a while.
+            let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 let now = status_of(p, &target).await?;
                 if now.leader == Some(node_id) {
                     break serde_json::to_value(now)?;
                 }
                 if Instant::now() > deadline {
-                    bail!("replica {node_id} did not become leader within 10 s");
+                    bail!("replica {node_id} did not become leader within 30 s");
                 }
                 p.client(&target)?
                     .trigger_elect(pb::ElectRequest {})
