@@ -105,10 +105,16 @@ impl Outbox {
 }
 
 impl Inbox {
+    /// One message, its bytes given back at once (internal sessions, which hold nothing
+    /// after taking it).
     pub async fn recv(&mut self) -> Option<Outgoing> {
-        self.rx.recv().await
+        let item = self.rx.recv().await?;
+        self.done(item.size());
+        Some(item)
     }
 
+    /// Up to `limit` messages; the caller gives their bytes back with [`Inbox::done`] once
+    /// written.
     pub async fn recv_many(&mut self, buf: &mut Vec<Outgoing>, limit: usize) -> usize {
         self.rx.recv_many(buf, limit).await
     }
@@ -178,6 +184,18 @@ mod tests {
         rt.block_on(rx.recv_many(&mut taken, 1));
         rx.done(taken.iter().map(Outgoing::size).sum());
         assert!(tx.try_send(event(1000)).is_ok());
+    }
+
+    #[test]
+    fn taking_one_message_gives_its_bytes_back() {
+        let (tx, mut rx) = outbox(Budget::unlimited(8));
+        tx.try_send(event(1000)).unwrap();
+        assert!(tx.queued_bytes() > 1000);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(rx.recv()).unwrap();
+        assert_eq!(tx.queued_bytes(), 0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ from pathlib import Path
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 
-from conftest import RawWamp, aio, join
+from conftest import RawWamp, aio, http_get, join
 from waiting import wait_until
 
 MIB = 1024 * 1024
@@ -29,6 +29,15 @@ def rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+def queued_bytes(master) -> int:
+    status, body = http_get(master.http + "/metrics")
+    assert status == 200, status
+    for line in body.decode().splitlines():
+        if line.startswith("fabric_outbound_queued_bytes "):
+            return int(line.split()[1])
+    raise AssertionError("no fabric_outbound_queued_bytes in /metrics")
 
 
 async def gone(su, session_id: int) -> bool:
@@ -62,6 +71,9 @@ async def test_a_subscriber_that_does_not_read_is_dropped_and_memory_stays_bound
     await wait_until(lambda: gone(pub, slow.session_id), 10, what="the slow subscriber dropped")
     # Others are unaffected: the publisher still works.
     assert await pub.call("wamp.session.count") >= 1
+    # Every queued byte is accounted back once written or dropped: the replica's total
+    # returns to zero when nothing waits (a leak would count against the total budget).
+    await wait_until(lambda: queued_bytes(master) == 0, 10, what="no bytes left queued")
 
 
 @aio(timeout=120)
