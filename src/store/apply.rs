@@ -1,10 +1,10 @@
 //! Applying commands to the state tables inside one write transaction.
 //!
-//! Every operation validates first and writes second, so a refused command leaves no trace
-//! and the rest of the batch commits.
-//!
 //! Long because the deterministic apply is one match over every command: replicas must
 //! agree byte for byte, and one function makes every rule visible at once.
+//!
+//! Every operation validates first and writes second, so a refused command leaves no trace
+//! and the rest of the batch commits.
 
 use redb::{ReadableTable, WriteTransaction};
 use serde_json::Value as Json;

@@ -1,12 +1,12 @@
 //! The durable objects of a master (spec §8), with their wire field names.
 //!
+//! Long because it holds every stored record type with its key, indexes and parents, so
+//! the whole data model (spec §8) reads in one place.
+//!
 //! Oids are UUIDv4 strings on the wire; timestamps are integers (µs for global objects,
 //! ns inside a management realm, as the reference does). Objects that live inside a
 //! management realm carry `mrealm_oid`: the reference kept one database per mrealm, we keep
 //! one keyspace and scope keys by it. Unknown input keys are preserved in `extra`.
-//!
-//! Long because it holds every stored record type with its key, indexes and parents, so
-//! the whole data model (spec §8) reads in one place.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -133,13 +133,10 @@ impl Inbox {
 impl Drop for Inbox {
     /// What was never written leaves the replica total with the connection.
     fn drop(&mut self) {
+        // Closed first: a send that races this fails and takes its own bytes back.
         self.rx.close();
-        let mut left = 0;
-        while let Ok(item) = self.rx.try_recv() {
-            left += item.size();
-        }
         let still = self.queued.swap(0, Ordering::Relaxed);
-        QUEUED_TOTAL.fetch_sub(still.max(left).min(still), Ordering::Relaxed);
+        QUEUED_TOTAL.fetch_sub(still, Ordering::Relaxed);
     }
 }
 

@@ -99,7 +99,7 @@ impl Serializer {
         // One limit for every serializer (their decoders stop at 128, 256 or 1,024 levels):
         // what is accepted here must also be readable back from the store, whose JSON reader
         // stops at 128 levels; records nest a value at most one level deeper than a message.
-        if value.depth() > MAX_NESTING {
+        if value.nests_deeper_than(MAX_NESTING) {
             return Err(malformed(format!(
                 "values nest deeper than {MAX_NESTING} levels"
             )));

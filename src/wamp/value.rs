@@ -105,25 +105,16 @@ impl Value {
         size
     }
 
-    /// How deeply lists and dicts nest in this value: 0 for a scalar, 1 for a flat list.
-    /// Iterative, so a hostile value cannot exhaust the stack here.
-    pub fn depth(&self) -> usize {
-        let mut deepest = 0;
-        let mut stack: Vec<(&Value, usize)> = vec![(self, 0)];
-        while let Some((v, d)) = stack.pop() {
-            match v {
-                Value::List(l) => {
-                    deepest = deepest.max(d + 1);
-                    stack.extend(l.iter().map(|x| (x, d + 1)));
-                }
-                Value::Dict(m) => {
-                    deepest = deepest.max(d + 1);
-                    stack.extend(m.values().map(|x| (x, d + 1)));
-                }
-                _ => {}
-            }
+    /// Whether lists and dicts nest more than `limit` levels deep (a scalar is 0, a flat
+    /// list 1). Runs on every incoming message: no allocation, and it stops one level past
+    /// `limit`, so its recursion stays within `limit + 1` whatever the value.
+    pub fn nests_deeper_than(&self, limit: usize) -> bool {
+        let deeper = |c: &Value| limit == 0 || c.nests_deeper_than(limit - 1);
+        match self {
+            Value::List(l) => limit == 0 || l.iter().any(deeper),
+            Value::Dict(m) => limit == 0 || m.values().any(deeper),
+            _ => false,
         }
-        deepest
     }
 
     /// Truthiness as Python sees it: the edge node decides on `if authextra:`.
@@ -375,4 +366,28 @@ pub(crate) fn decode_json_binary(v: &mut Value) -> Result<(), base64::DecodeErro
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(depth: usize) -> Value {
+        let mut v = Value::Int(1);
+        for _ in 0..depth {
+            v = Value::List(vec![Value::Null, v]);
+        }
+        v
+    }
+
+    #[test]
+    fn nesting_is_measured_to_the_limit() {
+        assert!(!Value::Int(1).nests_deeper_than(0));
+        assert!(Value::List(vec![]).nests_deeper_than(0));
+        assert!(!nested(100).nests_deeper_than(100));
+        assert!(nested(101).nests_deeper_than(100));
+        let mut d = Dict::new();
+        d.insert("k".into(), nested(100));
+        assert!(Value::Dict(d).nests_deeper_than(100));
+    }
 }
