@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::GLOBAL_REALM;
-use crate::router::{Permission, RealmSpec, Role};
-use crate::wamp::uri::MatchPolicy;
+use crate::router::{RealmSpec, Role};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,6 +57,9 @@ pub struct RealmConfig {
     pub anonymous_role: Option<String>,
     #[serde(default)]
     pub roles: Vec<Role>,
+    /// Roles only the master's own sessions hold (not configurable).
+    #[serde(skip)]
+    pub internal_roles: Vec<String>,
 }
 
 impl FileConfig {
@@ -96,100 +98,25 @@ impl RealmConfig {
         RealmSpec {
             name: self.name.clone(),
             roles: self.roles.clone(),
+            internal_roles: self.internal_roles.clone(),
         }
     }
 }
 
-/// The global realm `com.crossbario.fabric` with the reference master's static roles.
+/// The global realm `com.crossbario.fabric`, its roles from the authorization table.
 pub fn global_realm() -> RealmConfig {
-    let rule = |uri: &str, policy, call, register, publish, subscribe| Permission {
-        uri: uri.to_owned(),
-        policy,
-        call,
-        register,
-        publish,
-        subscribe,
-        disclose_caller: false,
-        disclose_publisher: false,
-    };
     RealmConfig {
         name: GLOBAL_REALM.to_owned(),
         anonymous_role: Some("public".to_owned()),
-        roles: vec![
-            Role {
-                name: "public".into(),
-                permissions: vec![rule(
-                    "crossbarfabriccenter.public.",
-                    MatchPolicy::Prefix,
-                    true,
-                    false,
-                    false,
-                    true,
-                )],
-            },
-            Role {
-                name: "user".into(),
-                permissions: vec![
-                    Permission::all(""),
-                    // The master's own API: users call it and hear its events; they may not
-                    // register its procedures or publish its events in its name.
-                    rule(
-                        "crossbarfabriccenter.",
-                        MatchPolicy::Prefix,
-                        true,
-                        false,
-                        false,
-                        true,
-                    ),
-                    // ... except what users offer anonymous clients (the `public` role
-                    // calls and subscribes there; the master registers nothing there).
-                    Permission::all("crossbarfabriccenter.public."),
-                ],
-            },
-            Role {
-                name: "user-backend".into(),
-                permissions: vec![Permission::all("")],
-            },
-            Role {
-                name: "authenticator".into(),
-                permissions: vec![
-                    rule(
-                        "com.crossbario.fabric.authenticate",
-                        MatchPolicy::Exact,
-                        true,
-                        true,
-                        false,
-                        false,
-                    ),
-                    rule(
-                        "crossbarfabriccenter.node.",
-                        MatchPolicy::Prefix,
-                        false,
-                        false,
-                        false,
-                        true,
-                    ),
-                    rule(
-                        "crossbarfabriccenter.mrealm.",
-                        MatchPolicy::Prefix,
-                        false,
-                        false,
-                        false,
-                        true,
-                    ),
-                ],
-            },
-            Role {
-                name: "trusted".into(),
-                permissions: vec![Permission::all("")],
-            },
-        ],
+        roles: crate::authz::GLOBAL.roles(),
+        internal_roles: crate::authz::GLOBAL.internal_roles(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wamp::uri::MatchPolicy;
 
     #[test]
     fn parses_realms_with_roles() {
@@ -222,6 +149,7 @@ mod tests {
             name: "r".into(),
             anonymous_role: Some("ghost".into()),
             roles: vec![],
+            internal_roles: vec![],
         };
         assert!(realm.validate().is_err());
     }

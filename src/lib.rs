@@ -14,6 +14,7 @@
 //! | [`replica`] | the replicated state as the master uses it: propose from any replica, linearizable reads, membership, node calls routed to another replica, the presence lease. |
 //! | [`transport`] | WebSocket and HTTP (`/healthz`, `/readyz`, `/metrics`) on one port. |
 //! | [`router`] | the WAMP router: realms, dealer, broker, roles, meta API, internal sessions; asks an [`router::authenticator::Authenticator`] who a HELLO is and hands publications to a [`router::PublicationRelay`]. Blind to Raft. |
+//! | [`authz`] | the authorization table of the master's realms: every role × URI family, allow or deny; the router enforces it. |
 //! | [`auth`] | the authenticators (superuser keys, users with activation codes, paired nodes), key files, activation mail. |
 //! | [`relay`] | publications sent to the other replicas' subscribers. |
 //! | [`peer`] | the server side of the peer gRPC service. |
@@ -28,7 +29,8 @@
 //!
 //! ```text
 //! wamp, clock, store, tls  ←  rpc  ←  raft  ←  replica  ←  {auth, relay, peer}  ←  api  ←  server  ←  cli
-//!        wamp, clock  ←  transport  ←  router  ←  {auth, relay, api, server}
+//!        wamp, clock  ←  transport  ←  router  ←  authz  ←  {auth, config, api, server}
+//!                                        router  ←  {auth, relay, api, server}
 //! ```
 //!
 //! The router knows nothing of Raft: it defines the ports it needs (`Authenticator`,
@@ -39,6 +41,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod authz;
 pub mod bench;
 pub mod cli;
 pub mod client;

@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         Command::Restore(r) => cli::cluster::restore(r),
         Command::State(s) => runtime()?.block_on(cli::cluster::state(s)),
         Command::Certs(c) => cli::certs::certs(c),
+        Command::AuthzTable => cli::authz_table(),
     }
 }
 

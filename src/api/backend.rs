@@ -44,7 +44,12 @@ pub async fn start(
     realm: Arc<Realm>,
     mrealm: &ManagementRealm,
 ) -> Result<Arc<Backend>, CallError> {
-    let mut session = InternalSession::join(realm.clone(), BACKEND_AUTHID, "owner");
+    let mut session = InternalSession::join_with_permissions_of(
+        realm.clone(),
+        BACKEND_AUTHID,
+        "owner",
+        crate::authz::MASTER_ROLE,
+    );
     let scope = Arc::new(Scope {
         ctx,
         mrealm_oid: mrealm.oid,

@@ -73,7 +73,12 @@ pub async fn start(router: &Arc<Router>, replica: Arc<Replica>) -> anyhow::Resul
         started_iso: crate::clock::now_iso(),
     });
     ctx.realms.spawn();
-    let mut session = InternalSession::join(realm.clone(), "fabric-master", "user-backend");
+    let mut session = InternalSession::join_with_permissions_of(
+        realm.clone(),
+        "fabric-master",
+        "user-backend",
+        crate::authz::MASTER_ROLE,
+    );
     let publisher = Publisher { realm };
     for (uri, handler) in domain::handlers(&ctx)
         .into_iter()

@@ -10,87 +10,19 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use crate::replica::Replica;
-use crate::router::{Permission, RealmSpec, Role, Router};
+use crate::router::{RealmSpec, Router};
 use crate::store::Index;
 use crate::store::model::{ManagementRealm, Node, Presence, User, UserMrealmRole, UserRole};
 
 use super::Ctx;
 use super::backend::Backend;
 
-use crate::wamp::uri::MatchPolicy;
-
-/// Roles of a management realm.
+/// A management realm, its roles from the authorization table.
 pub fn mrealm_spec(name: &str) -> RealmSpec {
-    let rule = |uri: &str, call, register, publish, subscribe| Permission {
-        uri: uri.to_owned(),
-        policy: MatchPolicy::Prefix,
-        call,
-        register,
-        publish,
-        subscribe,
-        disclose_caller: true,
-        disclose_publisher: true,
-    };
-    let exact = |uri: &str| Permission {
-        policy: MatchPolicy::Exact,
-        ..rule(uri, false, false, true, false)
-    };
-    let exact_call = |uri: &str| Permission {
-        policy: MatchPolicy::Exact,
-        ..rule(uri, true, false, false, false)
-    };
-    let role = |name: &str, permissions| Role {
-        name: name.into(),
-        permissions,
-    };
     RealmSpec {
         name: name.to_owned(),
-        roles: vec![
-            role("owner", vec![Permission::all("")]),
-            role("admin", vec![Permission::all("")]),
-            // Users and guests read; the backends refuse them writes.
-            role("user", vec![rule("", true, false, false, true)]),
-            role("guest", vec![rule("", true, false, false, true)]),
-            // Nodes forward their procedures and events below crossbarfabriccenter.node. and
-            // call the realm controller (get_status) after joining.
-            // A node acts only below its own prefix, publishes heartbeats, and calls the
-            // realm controller (get_status) after joining.
-            role(
-                "node",
-                vec![
-                    rule(
-                        "crossbarfabriccenter.node.{authid}.",
-                        true,
-                        true,
-                        true,
-                        true,
-                    ),
-                    exact("crossbarfabriccenter.node.on_heartbeat"),
-                    exact("crossbarfabriccenter.node.on_worker_heartbeat"),
-                    rule("crossbarfabriccenter.mrealm.", true, false, false, true),
-                ],
-            ),
-            // Anyone on the realm may ask whether the master is there, and read the traces
-            // (and their events) whose reader roles admit them. The reference granted the
-            // tracing reads under `…mrealm.tracing.get_*`, where nothing is registered; these
-            // are the URIs the procedures really have.
-            role(
-                "public",
-                vec![
-                    exact_call("crossbarfabriccenter.mrealm.get_status"),
-                    exact_call("crossbarfabriccenter.mrealm.get_traces"),
-                    exact_call("crossbarfabriccenter.mrealm.get_trace"),
-                    exact_call("crossbarfabriccenter.mrealm.get_trace_data"),
-                    rule(
-                        "crossbarfabriccenter.mrealm.tracing.",
-                        false,
-                        false,
-                        false,
-                        true,
-                    ),
-                ],
-            ),
-        ],
+        roles: crate::authz::MANAGEMENT.roles(),
+        internal_roles: crate::authz::MANAGEMENT.internal_roles(),
     }
 }
 

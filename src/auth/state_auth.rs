@@ -154,6 +154,7 @@ impl StateAuthenticator {
                 authmethod: "anonymous",
                 authprovider: "dynamic",
                 authextra: Dict::new(),
+                policy_role: None,
             },
             cryptosign_key: None,
         })
@@ -206,6 +207,7 @@ impl StateAuthenticator {
                 authmethod: "cryptosign",
                 authprovider: "dynamic",
                 authextra,
+                policy_role: None,
             },
             cryptosign_key: Some(key),
         })
@@ -267,6 +269,7 @@ impl StateAuthenticator {
                 authmethod: "cryptosign",
                 authprovider: "dynamic",
                 authextra: Dict::new(),
+                policy_role: None,
             },
             cryptosign_key: Some(key),
         };

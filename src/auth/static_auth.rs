@@ -65,11 +65,16 @@ impl StaticAuthenticator {
         }
         // As in the reference: the global realm means role `user`, any other realm `owner`
         // unless the client asks for a role.
-        let (realm, authrole) = match hello.realm.as_deref() {
-            None | Some(GLOBAL_REALM) => (GLOBAL_REALM.to_owned(), "user".to_owned()),
+        let (realm, authrole, policy_role) = match hello.realm.as_deref() {
+            None | Some(GLOBAL_REALM) => (
+                GLOBAL_REALM.to_owned(),
+                "user".to_owned(),
+                Some(crate::authz::SUPERUSER_ROLE),
+            ),
             Some(r) => (
                 r.to_owned(),
                 hello.authrole.clone().unwrap_or_else(|| "owner".to_owned()),
+                None,
             ),
         };
         Ok(Decision {
@@ -80,6 +85,7 @@ impl StaticAuthenticator {
                 authmethod: "cryptosign",
                 authprovider: "static",
                 authextra: Dict::new(),
+                policy_role,
             },
             cryptosign_key: Some(key),
         })
@@ -111,6 +117,7 @@ impl StaticAuthenticator {
                 authmethod: "anonymous",
                 authprovider: "static",
                 authextra: Dict::new(),
+                policy_role: None,
             },
             cryptosign_key: None,
         })

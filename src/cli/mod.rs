@@ -61,6 +61,8 @@ pub enum Command {
     /// Make the peer port's mutual-TLS material: a cluster CA, and certificates for
     /// replicas and operators.
     Certs(certs::CertsArgs),
+    /// Print the authorization table of the master's realms (role × URI family) as JSON.
+    AuthzTable,
 }
 
 #[derive(Args, Debug)]
@@ -283,6 +285,12 @@ fn host_ordinal() -> anyhow::Result<u64> {
     host.rsplit_once('-')
         .and_then(|(_, n)| n.parse().ok())
         .with_context(|| format!("host name {host:?} has no StatefulSet ordinal (NAME-N)"))
+}
+
+/// The authorization table the router enforces, as JSON on stdout (the test suite reads it).
+pub fn authz_table() -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&crate::authz::tables())?);
+    Ok(())
 }
 
 pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {

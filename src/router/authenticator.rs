@@ -26,6 +26,10 @@ pub struct Principal {
     pub authmethod: &'static str,
     pub authprovider: &'static str,
     pub authextra: Dict,
+    /// The role whose permissions govern the session when they are not its authrole's: the
+    /// superuser is `user` on the wire, as in the reference, with the permissions of
+    /// `superuser`.
+    pub policy_role: Option<&'static str>,
 }
 
 /// The authenticator's answer: a principal, and for cryptosign the key the client must prove.

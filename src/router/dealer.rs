@@ -148,18 +148,19 @@ impl State {
                 format!("invalid procedure URI '{procedure}'"),
             );
         }
-        if procedure.starts_with("wamp.") {
-            return reply_err(
-                self,
-                errors::INVALID_URI,
-                format!("register for restricted procedure URI '{procedure}'"),
-            );
-        }
+        // Authorization first: a role that may not register there learns no more.
         if !self.authorized(sid, &procedure, Action::Register) {
             return reply_err(
                 self,
                 errors::NOT_AUTHORIZED,
                 format!("session is not authorized to register procedure '{procedure}'"),
+            );
+        }
+        if procedure.starts_with("wamp.") {
+            return reply_err(
+                self,
+                errors::INVALID_URI,
+                format!("register for restricted procedure URI '{procedure}'"),
             );
         }
         let invoke = options

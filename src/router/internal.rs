@@ -145,6 +145,20 @@ pub struct InternalSession {
 impl InternalSession {
     /// Joins `realm` as `authid`/`authrole` (a role the realm has).
     pub fn join(realm: Arc<Realm>, authid: &str, authrole: &str) -> InternalSession {
+        InternalSession::join_with_permissions_of(realm, authid, authrole, authrole)
+    }
+
+    /// Joins `realm` as `authid`/`authrole` with the permissions of `policy_role` (a role
+    /// the realm has, internal ones included).
+    pub fn join_with_permissions_of(
+        realm: Arc<Realm>,
+        authid: &str,
+        authrole: &str,
+        policy_role: &str,
+    ) -> InternalSession {
+        let role = realm
+            .role(policy_role)
+            .unwrap_or_else(|| panic!("realm {} has no role {policy_role}", realm.name));
         let (tx, rx) = crate::transport::outbox(crate::transport::Budget::unlimited(65_536));
         let id = random_id();
         let info = SessionInfo {
@@ -161,7 +175,7 @@ impl InternalSession {
             callee_progressive_results: false,
             joined: crate::clock::now_iso(),
         };
-        realm.attach(info, tx, Arc::new(tokio::sync::Notify::new()));
+        realm.attach(info, role, tx, Arc::new(tokio::sync::Notify::new()));
         InternalSession {
             realm,
             id,

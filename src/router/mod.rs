@@ -23,7 +23,7 @@ use parking_lot::RwLock;
 use crate::wamp::{Dict, Payload};
 use authenticator::Authenticator;
 pub use realm::Realm;
-pub use role::{Permission, Role};
+pub use role::{AUTHID_PLACEHOLDER, Action, Permission, Role};
 pub use session::Session;
 
 /// A realm to create at start-up.
@@ -31,6 +31,8 @@ pub use session::Session;
 pub struct RealmSpec {
     pub name: String,
     pub roles: Vec<Role>,
+    /// Roles only the master's internal sessions hold: a client is never welcomed with one.
+    pub internal_roles: Vec<String>,
 }
 
 pub struct RouterOptions {
@@ -80,6 +82,7 @@ impl Router {
         let realm = Realm::new(
             spec.name.clone(),
             spec.roles,
+            spec.internal_roles,
             self.options.default_call_timeout_ms,
             self.relay.clone(),
         );

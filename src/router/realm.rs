@@ -20,6 +20,7 @@ pub struct ProtocolViolation(pub String);
 pub struct Realm {
     pub name: String,
     roles: HashMap<String, Arc<Role>>,
+    internal_roles: Vec<String>,
     state: Mutex<State>,
     me: Weak<Realm>,
 }
@@ -141,6 +142,7 @@ impl Realm {
     pub fn new(
         name: String,
         roles: Vec<Role>,
+        internal_roles: Vec<String>,
         default_call_timeout_ms: Option<u64>,
         relay: super::SharedRelay,
     ) -> Arc<Realm> {
@@ -154,6 +156,7 @@ impl Realm {
                 .into_iter()
                 .map(|r| (r.name.clone(), Arc::new(r)))
                 .collect(),
+            internal_roles,
             state: Mutex::new(State {
                 members: HashMap::new(),
                 dealer: Dealer::default(),
@@ -170,15 +173,26 @@ impl Realm {
         self.roles.get(name).cloned()
     }
 
+    /// A role a client may be welcomed with: one of the realm's, and not an internal one.
+    pub fn client_role(&self, name: &str) -> Option<Arc<Role>> {
+        if self.internal_roles.iter().any(|r| r == name) {
+            return None;
+        }
+        self.role(name)
+    }
+
     pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         f(&mut self.state.lock())
     }
 
-    /// Adds a welcomed session. The caller has checked that its role exists.
-    pub fn attach(&self, info: SessionInfo, tx: Outbox, kill: Arc<tokio::sync::Notify>) {
-        let role = self
-            .role(&info.authrole)
-            .expect("role checked before attach");
+    /// Adds a welcomed session whose actions `role` governs.
+    pub fn attach(
+        &self,
+        info: SessionInfo,
+        role: Arc<Role>,
+        tx: Outbox,
+        kill: Arc<tokio::sync::Notify>,
+    ) {
         let info = Arc::new(info);
         let details = info.to_details();
         let mut st = self.state.lock();

@@ -149,12 +149,21 @@ impl Session {
                 format!("no realm \"{}\" exists on this router", p.realm),
             );
         };
-        if realm.role(&p.authrole).is_none() {
+        // Internal roles are refused under either name, so no client holds the master's
+        // permissions whatever an authenticator says.
+        let role = match realm.client_role(&p.authrole) {
+            Some(role) => match p.policy_role {
+                Some(policy) => realm.client_role(policy),
+                None => Some(role),
+            },
+            None => None,
+        };
+        let Some(role) = role else {
             return self.abort(
                 errors::NO_SUCH_ROLE,
                 format!("realm \"{}\" has no role \"{}\"", p.realm, p.authrole),
             );
-        }
+        };
         let id = crate::wamp::random_id();
         let mut authextra = p.authextra.clone();
         authextra.insert(
@@ -202,7 +211,7 @@ impl Session {
             session: id,
             details,
         });
-        realm.attach(info, self.tx.clone(), self.kill.clone());
+        realm.attach(info, role, self.tx.clone(), self.kill.clone());
         tracing::debug!(session = id, realm = %p.realm, authid = %p.authid, authrole = %p.authrole, "session joined");
         self.phase = Phase::Established { realm, id };
         Flow::Continue

@@ -15,7 +15,7 @@ fn realm() -> Arc<Realm> {
         name: "user".into(),
         permissions: vec![Permission::all("")],
     };
-    Realm::new("test.realm".into(), vec![everything], None, None)
+    Realm::new("test.realm".into(), vec![everything], vec![], None, None)
 }
 
 /// A handler that answers with the sum of its integer arguments.
@@ -250,7 +250,8 @@ async fn a_second_call_under_a_request_id_in_flight_is_refused() {
         joined: String::new(),
     };
     let sid = info.id;
-    realm.attach(info, tx, Arc::new(tokio::sync::Notify::new()));
+    let role = realm.role("user").expect("the test realm's role");
+    realm.attach(info, role, tx, Arc::new(tokio::sync::Notify::new()));
     let call = |request| Message::Call {
         request,
         options: Default::default(),

@@ -248,6 +248,7 @@ fn configured_realms(settings: &Settings) -> anyhow::Result<Vec<RealmConfig>> {
         name: r.name.clone(),
         anonymous_role: r.anonymous_role.clone(),
         roles: r.roles.clone(),
+        internal_roles: vec![],
     }));
     Ok(realms)
 }
