@@ -46,6 +46,10 @@ pub struct FileConfig {
     pub smtp_url: Option<String>,
     /// Sender of activation mails, e.g. `Fabric Master <noreply@example.com>`.
     pub smtp_from: Option<String>,
+    /// Certificate chain (PEM) for WebSocket over TLS; with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     pub realms: Vec<RealmConfig>,
 }
 

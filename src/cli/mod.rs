@@ -121,6 +121,12 @@ pub struct StartArgs {
     /// Sender address of activation mails.
     #[arg(long, env = "FABRIC_SMTP_FROM")]
     pub smtp_from: Option<String>,
+    /// Serve WebSocket over TLS (wss://) with this certificate chain (PEM); SIGHUP reloads it.
+    #[arg(long, env = "FABRIC_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "FABRIC_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub cluster: ClusterFlags,
 }
@@ -229,6 +235,11 @@ impl StartArgs {
             .or(file.max_outbound_bytes_total);
         file.smtp_url = self.smtp_url.or(file.smtp_url);
         file.smtp_from = self.smtp_from.or(file.smtp_from);
+        file.tls_cert = self.tls_cert.or(file.tls_cert);
+        file.tls_key = self.tls_key.or(file.tls_key);
+        if file.tls_cert.is_some() != file.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key go together: give both, or neither for ws://");
+        }
         let mut settings = Settings::from_file(file);
         settings.activation_limits = crate::auth::limits::IssueLimits {
             per_email: self.activation_codes_per_email,

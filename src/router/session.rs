@@ -9,13 +9,15 @@ use super::Router;
 use super::authenticator::{Decision, Denied, HelloRequest};
 use super::realm::Realm;
 use super::session_info::{Outbound, Outgoing, SessionInfo};
+use crate::transport::tls::ChannelBinding;
 use crate::transport::{Flow, Inbox, Outbox, SessionHandler};
 use crate::wamp::cryptosign;
 use crate::wamp::{Dict, Id, Message, Protocol, Value, errors, options};
 
 struct Challenged {
     decision: Decision,
-    challenge: [u8; 32],
+    /// What the client must sign: the challenge, XORed with the channel id when bound.
+    signed_message: [u8; 32],
     hello: HelloRequest,
     client_roles: Dict,
 }
@@ -30,6 +32,8 @@ enum Phase {
 pub struct Session {
     router: Arc<Router>,
     peer: String,
+    /// The channel ids the connection's TLS offers (none on plain TCP).
+    binding: ChannelBinding,
     protocol: Protocol,
     tx: Outbox,
     kill: Arc<Notify>,
@@ -41,6 +45,7 @@ impl Session {
         router: Arc<Router>,
         peer: SocketAddr,
         protocol: Protocol,
+        binding: ChannelBinding,
     ) -> (Session, Inbox, Arc<Notify>) {
         let (tx, rx) = crate::transport::outbox(router.options.outbound);
         let kill = Arc::new(Notify::new());
@@ -51,6 +56,7 @@ impl Session {
         let session = Session {
             router,
             peer,
+            binding,
             protocol,
             tx,
             kill: kill.clone(),
@@ -116,6 +122,25 @@ impl Session {
                 "HELLO.Details.roles must announce at least one role",
             );
         }
+        // The binding is checked before the authenticator runs, so a bad request has no
+        // side effects (no activation code is issued for it).
+        let binding = match hello.authextra.get("channel_binding") {
+            None | Some(Value::Null) => None,
+            Some(Value::Str(kind)) if ChannelBinding::KINDS.contains(&kind.as_str()) => {
+                // Plain ws:// has no channel id: the binding is answered with none and the
+                // client signs the plain challenge (as Crossbar's older routers did).
+                self.binding.id(kind).map(|id| (kind.clone(), id))
+            }
+            Some(other) => {
+                return self.abort(
+                    errors::INVALID_ARGUMENT,
+                    format!(
+                        "channel_binding {other:?} is not one of {:?}",
+                        ChannelBinding::KINDS
+                    ),
+                );
+            }
+        };
         let decision = match self.router.authenticator.authenticate(&hello).await {
             Ok(d) => d,
             Err(Denied { uri, message }) => return self.abort(&uri, message),
@@ -123,15 +148,17 @@ impl Session {
         match decision.cryptosign_key {
             Some(_) => {
                 let challenge = cryptosign::new_challenge();
-                // Plain ws:// has no TLS channel id, so a requested binding is answered with none
-                // and the client signs the plain challenge (as Crossbar's older routers did).
+                let (kind, signed_message) = match binding {
+                    Some((kind, id)) => (Value::Str(kind), cryptosign::bind(&challenge, &id)),
+                    None => (Value::Null, challenge),
+                };
                 self.send(Message::Challenge {
                     authmethod: "cryptosign".into(),
-                    extra: crate::dict! {"challenge" => hex::encode(challenge), "channel_binding" => Value::Null},
+                    extra: crate::dict! {"challenge" => hex::encode(challenge), "channel_binding" => kind},
                 });
                 self.phase = Phase::Challenged(Box::new(Challenged {
                     decision,
-                    challenge,
+                    signed_message,
                     hello,
                     client_roles,
                 }));
@@ -253,14 +280,14 @@ impl SessionHandler for Session {
                 Message::Authenticate { signature, .. } => {
                     let Challenged {
                         decision,
-                        challenge,
+                        signed_message,
                         hello,
                         client_roles,
                     } = *c;
                     let key = decision
                         .cryptosign_key
                         .expect("challenged sessions have a key");
-                    match cryptosign::verify(&key, &challenge, &signature) {
+                    match cryptosign::verify(&key, &signed_message, &signature) {
                         Ok(()) => self.welcome(decision, &client_roles),
                         Err(e) => {
                             tracing::info!(peer = %hello.peer, authid = ?hello.authid, "cryptosign failed: {e}");

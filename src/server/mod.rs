@@ -13,7 +13,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-pub use settings::{ClusterSettings, Formation, STATE_FILE, Settings, SmtpSettings};
+pub use settings::{
+    ClusterSettings, Formation, ListenerTlsFiles, STATE_FILE, Settings, SmtpSettings,
+};
 
 use crate::auth::mailer::Mailer;
 use crate::auth::{AnonymousRealm, StateAuthenticator, StaticAuthenticator, keyfile};
@@ -23,6 +25,7 @@ use crate::relay::EventRelay;
 use crate::replica::Replica;
 use crate::router::{Router, RouterOptions, Session};
 use crate::tls::PeerTls;
+use crate::transport::tls::{ChannelBinding, ListenerTls};
 use crate::transport::{self, Acceptor, Inbox};
 use crate::wamp::Protocol;
 
@@ -36,8 +39,13 @@ pub struct Gateway {
 impl Acceptor for Gateway {
     type Handler = Session;
 
-    fn open(&self, peer: SocketAddr, protocol: Protocol) -> (Session, Inbox, Arc<Notify>) {
-        Session::open(self.router.clone(), peer, protocol)
+    fn open(
+        &self,
+        peer: SocketAddr,
+        protocol: Protocol,
+        binding: ChannelBinding,
+    ) -> (Session, Inbox, Arc<Notify>) {
+        Session::open(self.router.clone(), peer, protocol, binding)
     }
 
     fn ready(&self) -> bool {
@@ -188,9 +196,14 @@ pub async fn run(
         deliver_relayed_events(&router),
     );
     let (peer_stop, peer_stopped) = tokio::sync::oneshot::channel::<()>();
-    if let Some(tls) = &peer_tls {
-        reload_on_sighup(tls.clone())?;
-    }
+    let listener_tls = match &settings.tls {
+        Some(files) => Some(
+            ListenerTls::load(&files.cert, &files.key)
+                .context("loading the WebSocket TLS certificate")?,
+        ),
+        None => None,
+    };
+    reload_on_sighup(peer_tls.clone(), listener_tls.clone())?;
     let peer_tls = peer_tls.clone();
     let peer_server = tokio::spawn(async move {
         let stopped = async {
@@ -211,7 +224,8 @@ pub async fn run(
         ready: AtomicBool::new(true),
     });
     tracing::info!(
-        "fabric-master ready on ws://{local}/ws (realms: {}) in {} ms",
+        "fabric-master ready on {}://{local}/ws (realms: {}) in {} ms",
+        if listener_tls.is_some() { "wss" } else { "ws" },
         realms
             .iter()
             .map(|r| r.name.as_str())
@@ -220,7 +234,7 @@ pub async fn run(
         started.elapsed().as_millis()
     );
     tokio::select! {
-        served = transport::serve(listeners.ws, gateway.clone(), settings.transport) => served?,
+        served = transport::serve(listeners.ws, gateway.clone(), settings.transport, listener_tls) => served?,
         () = shutdown => {
             // Stop taking connections, tell every session, give the GOODBYEs a moment to leave.
             gateway.ready.store(false, Ordering::Relaxed);
@@ -323,14 +337,30 @@ fn peer_tls(
 
 /// SIGHUP reloads the peer certificates and CA from their files (rotation without
 /// downtime); a reload that fails keeps the current material.
-fn reload_on_sighup(tls: Arc<PeerTls>) -> anyhow::Result<()> {
+fn reload_on_sighup(
+    peer: Option<Arc<PeerTls>>,
+    listener: Option<Arc<ListenerTls>>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    if peer.is_none() && listener.is_none() {
+        return Ok(());
+    }
     let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match tls.reload() {
-                Ok(()) => tracing::info!("SIGHUP: reloaded the peer TLS material"),
-                Err(e) => tracing::error!("SIGHUP: peer TLS material not reloaded: {e}"),
+            if let Some(tls) = &peer {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded the peer TLS material"),
+                    Err(e) => tracing::error!("SIGHUP: peer TLS material not reloaded: {e}"),
+                }
+            }
+            if let Some(tls) = &listener {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded the WebSocket TLS certificate"),
+                    Err(e) => {
+                        tracing::error!("SIGHUP: WebSocket TLS certificate not reloaded: {e}")
+                    }
+                }
             }
         }
     });

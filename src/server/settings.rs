@@ -68,7 +68,16 @@ pub struct Settings {
     pub activation_limits: crate::auth::limits::IssueLimits,
     pub realms: Vec<RealmConfig>,
     pub smtp: Option<SmtpSettings>,
+    /// Certificate and key of the WebSocket listener; plain ws:// without them.
+    pub tls: Option<ListenerTlsFiles>,
     pub cluster: ClusterSettings,
+}
+
+/// The WebSocket listener's certificate chain and private key (PEM files).
+#[derive(Clone, Debug)]
+pub struct ListenerTlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Where activation codes are mailed from.
@@ -112,6 +121,10 @@ impl Settings {
                     .smtp_from
                     .unwrap_or_else(|| "fabric-master@localhost".into()),
             }),
+            tls: match (file.tls_cert, file.tls_key) {
+                (Some(cert), Some(key)) => Some(ListenerTlsFiles { cert, key }),
+                _ => None,
+            },
             cluster: ClusterSettings::default(),
         }
     }

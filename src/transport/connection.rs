@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -14,15 +14,21 @@ use tokio_tungstenite::tungstenite::{
 };
 
 use super::http::{self, RequestHead};
+use super::tls::ChannelBinding;
 use super::{Acceptor, Flow, Outgoing, SessionHandler, TransportConfig};
 use crate::wamp::Protocol;
 
 /// Messages taken from the outbox per write round; they share one flush.
 const WRITE_BATCH: usize = 128;
 
-pub async fn run<A: Acceptor>(
-    mut stream: TcpStream,
+/// A byte stream a connection runs over: plain TCP or TLS.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for S {}
+
+pub async fn run<A: Acceptor, S: Stream>(
+    mut stream: S,
     peer: SocketAddr,
+    binding: ChannelBinding,
     acceptor: Arc<A>,
     config: &TransportConfig,
 ) -> anyhow::Result<()> {
@@ -90,12 +96,12 @@ pub async fn run<A: Acceptor>(
         .max_frame_size(Some(config.max_message_size));
     let ws =
         WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config)).await;
-    let (handler, rx, kill) = acceptor.open(peer, protocol);
+    let (handler, rx, kill) = acceptor.open(peer, protocol, binding);
     session_loop(ws, protocol, handler, rx, kill, config).await
 }
 
-async fn session_loop<H: SessionHandler>(
-    mut ws: WebSocketStream<TcpStream>,
+async fn session_loop<H: SessionHandler, S: Stream>(
+    mut ws: WebSocketStream<S>,
     protocol: Protocol,
     mut handler: H,
     mut rx: super::Inbox,
@@ -205,8 +211,8 @@ async fn session_loop<H: SessionHandler>(
 }
 
 /// Writes queued messages; batched protocols pack them into one frame. True when asked to close.
-async fn write_batch(
-    ws: &mut WebSocketStream<TcpStream>,
+async fn write_batch<S: Stream>(
+    ws: &mut WebSocketStream<S>,
     protocol: Protocol,
     batch: &mut Vec<Outgoing>,
 ) -> anyhow::Result<bool> {
@@ -247,8 +253,8 @@ fn to_ws(protocol: Protocol, bytes: bytes::Bytes) -> WsMessage {
     }
 }
 
-async fn close_ws(
-    ws: &mut WebSocketStream<TcpStream>,
+async fn close_ws<S: Stream>(
+    ws: &mut WebSocketStream<S>,
     code: CloseCode,
     reason: &str,
 ) -> anyhow::Result<()> {

@@ -1,7 +1,6 @@
 //! The HTTP side of the listener: reading a request head and answering non-WebSocket requests.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -26,7 +25,7 @@ pub enum HeadError {
     Io(#[from] std::io::Error),
 }
 
-pub async fn read_head(stream: &mut TcpStream) -> Result<RequestHead, HeadError> {
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<RequestHead, HeadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -84,8 +83,8 @@ fn parse(head: &[u8], rest: Vec<u8>) -> Result<RequestHead, HeadError> {
     })
 }
 
-pub async fn respond(
-    stream: &mut TcpStream,
+pub async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     status: &str,
     content_type: &str,
     body: &str,
@@ -98,8 +97,8 @@ pub async fn respond(
     stream.shutdown().await
 }
 
-pub async fn switch_protocols(
-    stream: &mut TcpStream,
+pub async fn switch_protocols<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     key: &str,
     protocol: &str,
 ) -> std::io::Result<()> {

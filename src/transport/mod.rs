@@ -3,6 +3,7 @@
 mod connection;
 mod http;
 mod outbox;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -88,7 +89,12 @@ pub trait SessionHandler: Send + 'static {
 /// Opens a session for each accepted WebSocket connection.
 pub trait Acceptor: Send + Sync + 'static {
     type Handler: SessionHandler;
-    fn open(&self, peer: SocketAddr, protocol: Protocol) -> (Self::Handler, Inbox, Arc<Notify>);
+    fn open(
+        &self,
+        peer: SocketAddr,
+        protocol: Protocol,
+        binding: tls::ChannelBinding,
+    ) -> (Self::Handler, Inbox, Arc<Notify>);
     /// `/readyz` answers 200 only when this is true.
     fn ready(&self) -> bool;
     /// Extra lines for `/metrics` (Prometheus text format).
@@ -118,11 +124,13 @@ impl Default for TransportConfig {
     }
 }
 
-/// Accepts connections until the listener fails; each connection runs in its own task.
+/// Accepts connections until the listener fails; each connection runs in its own task,
+/// behind a TLS handshake when `tls` is given.
 pub async fn serve<A: Acceptor>(
     listener: TcpListener,
     acceptor: Arc<A>,
     config: TransportConfig,
+    tls: Option<Arc<tls::ListenerTls>>,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
     loop {
@@ -138,8 +146,25 @@ pub async fn serve<A: Acceptor>(
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let config = config.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection::run(stream, peer, acceptor, &config).await {
+            let served = match tls {
+                None => connection::run(stream, peer, Default::default(), acceptor, &config).await,
+                Some(tls) => {
+                    // The handshake counts against the time allowed for the request head.
+                    match tokio::time::timeout(config.handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok((stream, binding))) => {
+                            connection::run(stream, peer, binding, acceptor, &config).await
+                        }
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(_) => Err(anyhow::anyhow!(
+                            "no TLS handshake within {:?}",
+                            config.handshake_timeout
+                        )),
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });

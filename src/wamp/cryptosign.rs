@@ -21,23 +21,28 @@ pub enum SignatureError {
 }
 
 /// Checks an AUTHENTICATE signature: hex of a 64-byte Ed25519 signature followed by the 32-byte
-/// message it signs, which must equal the challenge.
+/// message it signs, which must equal `message` (the challenge, or it bound to the channel).
 pub fn verify(
     key: &VerifyingKey,
-    challenge: &[u8; 32],
+    message: &[u8; 32],
     signature_hex: &str,
 ) -> Result<(), SignatureError> {
     let raw = hex::decode(signature_hex).map_err(|_| SignatureError::Malformed)?;
     if raw.len() != 96 {
         return Err(SignatureError::Malformed);
     }
-    let (sig, message) = raw.split_at(64);
-    if message != challenge {
+    let (sig, signed) = raw.split_at(64);
+    if signed != message {
         return Err(SignatureError::WrongMessage);
     }
     let sig = Signature::from_slice(sig).map_err(|_| SignatureError::Malformed)?;
-    key.verify_strict(message, &sig)
+    key.verify_strict(signed, &sig)
         .map_err(|_| SignatureError::Invalid)
+}
+
+/// The message signed under channel binding: the challenge XOR the channel id.
+pub fn bind(challenge: &[u8; 32], channel_id: &[u8; 32]) -> [u8; 32] {
+    std::array::from_fn(|i| challenge[i] ^ channel_id[i])
 }
 
 /// The client side: what a client puts into AUTHENTICATE for a challenge.
@@ -58,6 +63,21 @@ pub fn parse_pubkey(hex_str: &str) -> Option<VerifyingKey> {
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
+
+    #[test]
+    fn a_bound_signature_verifies_only_against_the_bound_message() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let challenge = [1u8; 32];
+        let channel_id = [0x5au8; 32];
+        let bound = bind(&challenge, &channel_id);
+        let signature = sign(&key, &bound);
+        assert_eq!(verify(&key.verifying_key(), &bound, &signature), Ok(()));
+        assert_eq!(
+            verify(&key.verifying_key(), &challenge, &signature),
+            Err(SignatureError::WrongMessage)
+        );
+        assert_eq!(bind(&bound, &channel_id), challenge);
+    }
 
     #[test]
     fn sign_and_verify() {

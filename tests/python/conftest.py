@@ -132,10 +132,16 @@ def free_port() -> int:
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """Plain HTTP GET (no proxies). Returns (status, body); raises OSError on connect errors."""
+def http_get(url: str, timeout: float = 2.0, context=None) -> tuple[int, bytes]:
+    """HTTP(S) GET (no proxies). Returns (status, body); raises OSError on connect errors.
+    ``context``: the ssl.SSLContext for https URLs."""
+    opener = _NO_PROXY_OPENER
+    if context is not None:
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
     try:
-        with _NO_PROXY_OPENER.open(url, timeout=timeout) as r:
+        with opener.open(url, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -226,14 +232,16 @@ class Master:
         self.port = None
         self.proc = None
         self._log_file = None
+        # The client's ssl.SSLContext when the master serves TLS (--tls-cert/--tls-key).
+        self.ssl = None
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"{'wss' if self.ssl else 'ws'}://127.0.0.1:{self.port}/ws"
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl else 'http'}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         cmd = [
@@ -271,7 +279,7 @@ class Master:
         def ready_or_exited():
             if self.proc.poll() is not None:
                 return "exited"
-            status, _ = http_get(self.http + "/readyz", timeout=1.0)  # OSError: not listening yet
+            status, _ = http_get(self.http + "/readyz", timeout=1.0, context=self.ssl)  # OSError: not listening yet
             last[0] = f"HTTP {status}"
             return "ready" if status == 200 else None
 
@@ -461,6 +469,9 @@ class Client(ApplicationSession):
         self.challenges.append(challenge)
         if self.signer is None:
             raise Exception(f"unexpected challenge {challenge.method}")
+        # A signer that binds to the channel needs the session's transport.
+        if hasattr(self.signer, "sign_challenge_for"):
+            return self.signer.sign_challenge_for(self, challenge)
         return self.signer.sign_challenge(challenge)
 
     def onJoin(self, details):
@@ -512,7 +523,8 @@ async def _open(master: Master, serializer: str, join_kwargs: dict, signer, labe
         lambda: session, url=master.url, serializers=[make_serializer(serializer)]
     )
     loop = asyncio.get_running_loop()
-    _, proto = await w(loop.create_connection(factory, "127.0.0.1", master.port))
+    tls = {"ssl": master.ssl, "server_hostname": "127.0.0.1"} if master.ssl else {}
+    _, proto = await w(loop.create_connection(factory, "127.0.0.1", master.port, **tls))
     session.proto = proto
     try:
         _OPEN_SESSIONS.get().append(session)
