@@ -42,6 +42,12 @@ pub struct FileConfig {
     pub max_outbound_bytes: Option<usize>,
     /// Bytes that may wait for all sessions of a replica together.
     pub max_outbound_bytes_total: Option<usize>,
+    /// Calls one session may have waiting for their results.
+    pub max_pending_calls: Option<usize>,
+    /// Registrations one session may hold.
+    pub max_registrations: Option<usize>,
+    /// Subscriptions one session may hold.
+    pub max_subscriptions: Option<usize>,
     /// SMTP transport for activation codes, e.g. `smtps://user:pass@mail.example.com:465`.
     pub smtp_url: Option<String>,
     /// Sender of activation mails, e.g. `Fabric Master <noreply@example.com>`.

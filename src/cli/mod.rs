@@ -113,6 +113,16 @@ pub struct StartArgs {
     /// beyond it the largest queues are dropped first.
     #[arg(long, env = "FABRIC_MAX_OUTBOUND_BYTES_TOTAL")]
     pub max_outbound_bytes_total: Option<usize>,
+    /// Calls one client session may have waiting for their results (default 10000); more
+    /// are refused with `fabric.error.limit-exceeded`.
+    #[arg(long, env = "FABRIC_MAX_PENDING_CALLS")]
+    pub max_pending_calls: Option<usize>,
+    /// Registrations one client session may hold (default 10000).
+    #[arg(long, env = "FABRIC_MAX_REGISTRATIONS")]
+    pub max_registrations: Option<usize>,
+    /// Subscriptions one client session may hold (default 10000).
+    #[arg(long, env = "FABRIC_MAX_SUBSCRIPTIONS")]
+    pub max_subscriptions: Option<usize>,
     /// SMTP server for mailing activation codes: `smtp://host:25`,
     /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtps://user:pass@host:465`.
     /// Codes are always logged too.
@@ -233,6 +243,9 @@ impl StartArgs {
         file.max_outbound_bytes_total = self
             .max_outbound_bytes_total
             .or(file.max_outbound_bytes_total);
+        file.max_pending_calls = self.max_pending_calls.or(file.max_pending_calls);
+        file.max_registrations = self.max_registrations.or(file.max_registrations);
+        file.max_subscriptions = self.max_subscriptions.or(file.max_subscriptions);
         file.smtp_url = self.smtp_url.or(file.smtp_url);
         file.smtp_from = self.smtp_from.or(file.smtp_from);
         file.tls_cert = self.tls_cert.or(file.tls_cert);

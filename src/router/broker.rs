@@ -6,6 +6,7 @@ use crate::wamp::uri::{MatchPolicy, UriCheck, is_valid_pattern, is_valid_uri};
 use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
 
 use super::leave::EntryKind;
+use super::limits::Held;
 use super::realm::{State, error_reply};
 use super::role::Action;
 use super::uri_index::{Entry, Left, UriIndex};
@@ -145,6 +146,12 @@ impl State {
                 ),
             );
         }
+        if let Some(why) = self.over_limit(sid, Held::Subscriptions) {
+            return self.reply(
+                sid,
+                error_reply(code::SUBSCRIBE, request, errors::LIMIT_EXCEEDED, why),
+            );
+        }
         let (sub_id, created) = match self.broker.index.get(policy, &topic) {
             Some(id) => (id, false),
             None => {
@@ -171,6 +178,9 @@ impl State {
             sub.subscribers.push(sid);
         }
         let details = created.then(|| sub.details());
+        if added {
+            self.count(sid, Held::Subscriptions, true);
+        }
         self.reply(
             sid,
             Message::Subscribed {

@@ -11,6 +11,7 @@ use crate::wamp::uri::{MatchPolicy, UriCheck, is_valid_pattern, is_valid_uri};
 use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
 
 use super::leave::EntryKind;
+use super::limits::Held;
 use super::realm::{Realm, State, error_reply};
 use super::role::Action;
 use super::uri_index::{Entry, Left, UriIndex};
@@ -163,6 +164,9 @@ impl State {
                 format!("register for restricted procedure URI '{procedure}'"),
             );
         }
+        if let Some(why) = self.over_limit(sid, Held::Registrations) {
+            return reply_err(self, errors::LIMIT_EXCEEDED, why);
+        }
         let invoke = options
             .get("invoke")
             .and_then(Value::as_str)
@@ -208,6 +212,7 @@ impl State {
                 (id, true)
             }
         };
+        self.count(sid, Held::Registrations, true);
         self.reply(
             sid,
             Message::Registered {
@@ -258,6 +263,12 @@ impl State {
                     errors::PROTOCOL_VIOLATION,
                     format!("request id {request} is already in use by a call in flight"),
                 ),
+            );
+        }
+        if let Some(why) = self.over_limit(sid, Held::PendingCalls) {
+            return self.reply(
+                sid,
+                error_reply(code::CALL, request, errors::LIMIT_EXCEEDED, why),
             );
         }
         if !is_valid_uri(&procedure, UriCheck::Loose) {
@@ -383,6 +394,7 @@ impl State {
             details,
             payload,
         });
+        self.count(sid, Held::PendingCalls, true);
     }
 
     /// The call as the realm's retargeting serves it, when it does and the target has a
@@ -558,6 +570,7 @@ impl State {
     fn finish(&mut self, inv: Id) -> Option<PendingCall> {
         let p = self.dealer.pending.remove(&inv)?;
         self.dealer.by_call.remove(&(p.caller, p.call_request));
+        self.count(p.caller, Held::PendingCalls, false);
         if let Some(t) = &p.timer {
             t.abort();
         }

@@ -175,7 +175,7 @@ impl InternalSession {
             callee_progressive_results: false,
             joined: crate::clock::now_iso(),
         };
-        realm.attach(info, role, tx, Arc::new(tokio::sync::Notify::new()));
+        realm.attach(info, role, None, tx, Arc::new(tokio::sync::Notify::new()));
         InternalSession {
             realm,
             id,

@@ -1,6 +1,7 @@
 //! Leaving a registration or a subscription: the same steps for both, the differences
 //! (message types, error URIs, meta topics) named by [`EntryKind`].
 
+use super::limits::Held;
 use super::realm::{State, error_reply};
 use super::uri_index::{Left, leave};
 use crate::wamp::{Id, Message, errors, message::code};
@@ -70,6 +71,11 @@ impl State {
         let (left_topic, deleted_topic) = kind.meta_topics();
         let meta = [sid.into(), id.into()];
         if left.was_member() {
+            let held = match kind {
+                EntryKind::Subscription => Held::Subscriptions,
+                EntryKind::Registration => Held::Registrations,
+            };
+            self.count(sid, held, false);
             self.publish_meta(left_topic, meta.to_vec());
         }
         if matches!(left, Left::Deleted) {

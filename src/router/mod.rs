@@ -6,6 +6,7 @@ pub use broker::AUDIENCE_OPTIONS;
 mod dealer;
 pub mod internal;
 mod leave;
+mod limits;
 mod meta;
 pub mod realm;
 pub mod role;
@@ -22,6 +23,7 @@ use parking_lot::RwLock;
 
 use crate::wamp::{Dict, Payload};
 use authenticator::Authenticator;
+pub use limits::SessionLimits;
 pub use realm::Realm;
 pub use role::{AUTHID_PLACEHOLDER, Action, Permission, Role};
 pub use session::Session;
@@ -43,6 +45,8 @@ pub struct RouterOptions {
     pub outbound: crate::transport::Budget,
     /// Applied to calls that do not set their own timeout.
     pub default_call_timeout_ms: Option<u64>,
+    /// What one client session may hold at once.
+    pub session_limits: SessionLimits,
 }
 
 pub struct Router {

@@ -185,11 +185,12 @@ impl Realm {
         f(&mut self.state.lock())
     }
 
-    /// Adds a welcomed session whose actions `role` governs.
+    /// Adds a welcomed session whose actions `role` governs, holding at most `limits`.
     pub fn attach(
         &self,
         info: SessionInfo,
         role: Arc<Role>,
+        limits: Option<super::SessionLimits>,
         tx: Outbox,
         kill: Arc<tokio::sync::Notify>,
     ) {
@@ -203,6 +204,8 @@ impl Realm {
                 role,
                 tx,
                 kill,
+                limits,
+                usage: Default::default(),
             },
         );
         st.publish_meta("wamp.session.on_join", vec![Value::Dict(details)]);

@@ -238,7 +238,13 @@ impl Session {
             session: id,
             details,
         });
-        realm.attach(info, role, self.tx.clone(), self.kill.clone());
+        realm.attach(
+            info,
+            role,
+            Some(self.router.options.session_limits),
+            self.tx.clone(),
+            self.kill.clone(),
+        );
         tracing::debug!(session = id, realm = %p.realm, authid = %p.authid, authrole = %p.authrole, "session joined");
         self.phase = Phase::Established { realm, id };
         Flow::Continue

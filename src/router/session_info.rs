@@ -54,6 +54,9 @@ pub(crate) struct Member {
     pub tx: Outbox,
     /// Tells the connection to drop at once (used when its outbox overflows).
     pub kill: Arc<Notify>,
+    /// None for the master's own sessions.
+    pub limits: Option<super::limits::SessionLimits>,
+    pub usage: super::limits::Usage,
 }
 
 impl Member {

@@ -251,7 +251,7 @@ async fn a_second_call_under_a_request_id_in_flight_is_refused() {
     };
     let sid = info.id;
     let role = realm.role("user").expect("the test realm's role");
-    realm.attach(info, role, tx, Arc::new(tokio::sync::Notify::new()));
+    realm.attach(info, role, None, tx, Arc::new(tokio::sync::Notify::new()));
     let call = |request| Message::Call {
         request,
         options: Default::default(),

@@ -181,6 +181,7 @@ pub async fn run(
             node_name: settings.node_name.clone(),
             outbound: settings.outbound,
             default_call_timeout_ms: settings.call_timeout_ms,
+            session_limits: settings.session_limits,
         },
         Some(EventRelay::start(replica.clone())),
     );

@@ -64,6 +64,8 @@ pub struct Settings {
     pub call_timeout_ms: Option<u64>,
     /// What may wait for one session, and for all of them.
     pub outbound: crate::transport::Budget,
+    /// What one client session may hold at once.
+    pub session_limits: crate::router::SessionLimits,
     /// How many activation codes this replica issues.
     pub activation_limits: crate::auth::limits::IssueLimits,
     pub realms: Vec<RealmConfig>,
@@ -109,6 +111,14 @@ impl Settings {
             },
             call_timeout_ms: file.call_timeout_ms.filter(|t| *t > 0),
             activation_limits: Default::default(),
+            session_limits: {
+                let d = crate::router::SessionLimits::default();
+                crate::router::SessionLimits {
+                    pending_calls: file.max_pending_calls.unwrap_or(d.pending_calls),
+                    registrations: file.max_registrations.unwrap_or(d.registrations),
+                    subscriptions: file.max_subscriptions.unwrap_or(d.subscriptions),
+                }
+            },
             outbound: crate::transport::Budget {
                 messages: file.outbox_capacity.unwrap_or(65_536),
                 bytes: file.max_outbound_bytes.unwrap_or(16 << 20),

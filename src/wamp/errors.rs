@@ -36,6 +36,8 @@ pub const INVALID_CONFIG: &str = "crossbar.error.invalid_config";
 
 // The master's own.
 pub const FABRIC_NOT_AUTHORIZED: &str = "fabric.not-authorized";
+/// A session holds as many pending calls, registrations or subscriptions as it may.
+pub const LIMIT_EXCEEDED: &str = "fabric.error.limit-exceeded";
 pub const NO_QUORUM: &str = "fabric.error.no-quorum";
 pub const NODE_ALREADY_PAIRED: &str = "fabric.node-already-paired";
 pub const NODE_NOT_PAIRED: &str = "fabric.node-not-paired";
