@@ -66,6 +66,13 @@ const BATCH_MAX: usize = 1024;
 /// the leader's disk and the followers' disks busy at the same time.
 const BATCHES_IN_FLIGHT: usize = 1;
 
+/// A leader's read lease: valid while it still leads in `term`, until `until`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadLease {
+    pub term: u64,
+    pub until: Instant,
+}
+
 pub struct Replica {
     pub id: NodeId,
     batcher: tokio::sync::mpsc::UnboundedSender<Pending>,
@@ -78,6 +85,8 @@ pub struct Replica {
     membership_lock: tokio::sync::Mutex<()>,
     /// When the last read-index round started, and what it returned.
     last_read_index: tokio::sync::Mutex<Option<(Instant, Option<u64>)>>,
+    /// Until when this replica, as leader, answers reads from its own state (`read.rs`).
+    read_lease: parking_lot::Mutex<Option<ReadLease>>,
     /// Milliseconds since `started` when a leader last reached us (or we reached a quorum).
     leader_contact_ms: AtomicU64,
 }
@@ -115,6 +124,7 @@ impl Replica {
             started: Instant::now(),
             membership_lock: tokio::sync::Mutex::new(()),
             last_read_index: tokio::sync::Mutex::new(None),
+            read_lease: parking_lot::Mutex::new(None),
             leader_contact_ms: AtomicU64::new(NO_CONTACT),
         });
         replica.clone().watch_leader_contact();

@@ -6,7 +6,7 @@ use std::time::Instant;
 use openraft::ServerState;
 use redb::ReadableDatabase;
 
-use super::{Query, QueryError, ReadError, Replica};
+use super::{Query, QueryError, ReadError, ReadLease, Replica};
 use crate::rpc::pb;
 use crate::store::{Reader, StoreError};
 
@@ -29,11 +29,6 @@ impl Replica {
         Ok(())
     }
 
-    /// A leader that a quorum acknowledged less than `READ_LEASE` ago answers reads from its
-    /// own state: no other leader can have been elected in the meantime (that takes at least
-    /// the minimum election timeout, which the lease stays well below), and every write it
-    /// acknowledged was applied before the acknowledgement. Entries it holds but has not
-    /// applied yet (a leader restored after a restart) send the read the slow way.
     /// Whether this replica leads the cluster right now.
     pub fn is_leader(&self) -> bool {
         let metrics = self.raft.metrics();
@@ -41,13 +36,26 @@ impl Replica {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
+    /// A leader whose leadership a quorum confirmed less than `READ_LEASE` ago answers reads
+    /// from its own state: no other leader can have been elected in the meantime (that takes
+    /// at least the minimum election timeout, which the lease stays well below), and every
+    /// write it acknowledged was applied before the acknowledgement. Entries it holds but has
+    /// not applied yet (a leader restored after a restart) send the read the slow way.
+    ///
+    /// The lease runs on the monotonic clock from the moment the confirmation round began
+    /// (`leader_read_index`), not from openraft's `millis_since_quorum_ack`: that metric is
+    /// as old as its last report, and a process frozen (SIGSTOP, a stalled VM) between the
+    /// report and a read would trust a lease that ran out while it was frozen.
     fn holds_read_lease(&self) -> bool {
+        let Some(lease) = *self.read_lease.lock() else {
+            return false;
+        };
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        m.state == ServerState::Leader
+        Instant::now() < lease.until
+            && m.state == ServerState::Leader
             && m.current_leader == Some(self.id)
-            && m.millis_since_quorum_ack
-                .is_some_and(|ms| ms < crate::raft::READ_LEASE.as_millis() as u64)
+            && m.current_term == lease.term
             && m.last_applied.map(|l| l.index) >= m.last_log_index
     }
 
@@ -70,28 +78,62 @@ impl Replica {
         Ok(index)
     }
 
+    /// One confirmation round with whoever leads now. A round follows the leader: when a
+    /// new one is elected (the old one hung or was cut off), it starts over with the new
+    /// one instead of waiting out the old one's timeout, so the reads queued behind it are
+    /// not held up for the whole write timeout.
     async fn fetch_read_index(&self) -> Result<Option<u64>, ReadError> {
-        let timeout = self.write_timeout;
-        match self.leader_addr() {
-            Some((leader, _)) if leader == self.id => {
-                self.leader_read_index().await.map_err(ReadError::NoQuorum)
+        let deadline = tokio::time::Instant::now() + self.write_timeout;
+        let mut metrics = self.raft.metrics();
+        loop {
+            let leader = self.leader_addr();
+            let leader_id = leader.as_ref().map(|(id, _)| *id);
+            let leader_changed = async {
+                loop {
+                    if metrics.changed().await.is_err() {
+                        return std::future::pending().await;
+                    }
+                    if metrics.borrow().current_leader != leader_id {
+                        return;
+                    }
+                }
+            };
+            let round = async {
+                match leader {
+                    Some((id, _)) if id == self.id => {
+                        self.leader_read_index().await.map_err(ReadError::NoQuorum)
+                    }
+                    Some((_, addr)) => self.remote_read_index(&addr).await,
+                    // No leader known: wait for one (or the deadline).
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                answer = round => return answer,
+                () = leader_changed => continue,
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(ReadError::NoQuorum(match leader_id {
+                        Some(id) => format!("leader {id} did not confirm a read in time"),
+                        None => "no leader".into(),
+                    }));
+                }
             }
-            Some((_, addr)) => {
-                let mut client = self
-                    .clients
-                    .get(&addr)
-                    .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
-                let mut req = tonic::Request::new(pb::ReadIndexRequest {});
-                req.set_timeout(timeout);
-                Ok(client
-                    .read_index(req)
-                    .await
-                    .map_err(|e| ReadError::NoQuorum(e.message().to_string()))?
-                    .into_inner()
-                    .index)
-            }
-            None => Err(ReadError::NoQuorum("no leader".into())),
         }
+    }
+
+    async fn remote_read_index(&self, addr: &str) -> Result<Option<u64>, ReadError> {
+        let mut client = self
+            .clients
+            .get(addr)
+            .map_err(|e| ReadError::NoQuorum(e.to_string()))?;
+        let mut req = tonic::Request::new(pb::ReadIndexRequest {});
+        req.set_timeout(self.write_timeout);
+        Ok(client
+            .read_index(req)
+            .await
+            .map_err(|e| ReadError::NoQuorum(e.message().to_string()))?
+            .into_inner()
+            .index)
     }
 
     /// The log index a linearizable read must wait for, decided on the leader.
@@ -101,13 +143,24 @@ impl Replica {
     /// index may then trail writes that were acknowledged before the crash. Every
     /// acknowledged write is in the leader's log, so waiting for the last log index to be
     /// applied is always enough.
+    ///
+    /// The round also renews this leader's read lease, from the moment it began: the
+    /// followers that confirmed it heard from it after that moment.
     pub async fn leader_read_index(&self) -> Result<Option<u64>, String> {
+        let began = Instant::now();
+        let term = self.raft.metrics().borrow().current_term;
         let (read, _) = tokio::time::timeout(self.write_timeout, self.raft.get_read_log_id())
             .await
             .map_err(|_| "leadership not confirmed in time".to_string())?
             .map_err(|e| e.to_string())?;
-        let last = self.raft.metrics().borrow().last_log_index;
-        Ok(read.map(|l| l.index).max(last))
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_term == term && m.state == ServerState::Leader {
+            *self.read_lease.lock() = Some(ReadLease {
+                term,
+                until: began + crate::raft::READ_LEASE,
+            });
+        }
+        Ok(read.map(|l| l.index).max(m.last_log_index))
     }
 
     /// A consistent view of the local state, without a freshness check.

@@ -1,0 +1,234 @@
+//! The harness of the multi-replica tests: real replicas as processes on loopback, and
+//! their peer-port client calls. Each test target uses part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use fabric_master::replica::{ProposeError, Query, QueryError, Status};
+use fabric_master::rpc::{client, pb};
+use fabric_master::store::model::{Oid, Organization};
+use fabric_master::store::{AnyRecord, Command, Kind};
+
+/// The clusters of these tests run one at a time: a dozen debug-build replicas sharing two
+/// cores would miss heartbeats and turn every test into an election test.
+pub static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Replica {
+    pub id: u64,
+    pub ws_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub formation: Vec<String>,
+    pub child: Option<Child>,
+}
+
+impl Replica {
+    pub fn new(id: u64, root: &std::path::Path, formation: Vec<String>) -> Replica {
+        Replica {
+            id,
+            ws_port: free_port(),
+            peer_port: free_port(),
+            data_dir: root.join(format!("replica{id}")),
+            formation,
+            child: None,
+        }
+    }
+
+    pub fn peer(&self) -> String {
+        format!("127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .unwrap();
+        let child = Process::new(env!("CARGO_BIN_EXE_fabric-master"))
+            .arg("start")
+            .args(["--listen", &format!("127.0.0.1:{}", self.ws_port)])
+            .args(["--peer-listen", &self.peer()])
+            .args(["--node-id", &self.id.to_string()])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.formation)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn status(peer: &str) -> Option<Status> {
+    let mut c = client(peer, None).ok()?;
+    let reply = tokio::time::timeout(Duration::from_secs(2), c.status(pb::StatusRequest {}))
+        .await
+        .ok()?
+        .ok()?;
+    serde_json::from_slice(&reply.into_inner().json).ok()
+}
+
+pub async fn wait_for<F: Fn(&Status) -> bool>(peer: &str, what: &str, ok: F) -> Status {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = status(peer).await
+            && ok(&s)
+        {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{peer}: timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn org(n: u64) -> (Oid, Command) {
+    let oid = uuid::Uuid::new_v4();
+    let record = AnyRecord::Organization(Organization {
+        oid,
+        label: None,
+        description: None,
+        tags: None,
+        name: format!("org-{n}-{}", oid.simple()),
+        otype: Some(2),
+        registered: 1_700_000_000_000_000 + n as i64,
+    });
+    (oid, Command::Insert { record })
+}
+
+pub async fn propose(peer: &str, cmd: &Command) -> Result<serde_json::Value, ProposeError> {
+    let mut c = client(peer, None).map_err(|e| ProposeError::Fatal(e.to_string()))?;
+    let reply = c
+        .propose(pb::Proposal {
+            command: serde_json::to_vec(cmd).unwrap(),
+            forwarded: false,
+        })
+        .await
+        .map_err(|e| ProposeError::Fatal(e.to_string()))?;
+    serde_json::from_slice(&reply.into_inner().result).unwrap()
+}
+
+pub async fn query(peer: &str, q: &Query) -> Result<serde_json::Value, String> {
+    let mut c = client(peer, None).map_err(|e| e.to_string())?;
+    let reply = c
+        .query(pb::QueryRequest {
+            query: serde_json::to_vec(q).unwrap(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer: Result<serde_json::Value, QueryError> =
+        serde_json::from_slice(&reply.into_inner().result).unwrap();
+    answer.map_err(|e| e.to_string())
+}
+
+pub async fn org_count(peer: &str) -> u64 {
+    try_org_count(peer).await.unwrap()
+}
+
+/// `None` while the replica cannot answer a linearizable read yet.
+pub async fn try_org_count(peer: &str) -> Option<u64> {
+    query(
+        peer,
+        &Query::Count {
+            kind: Kind::Organization,
+        },
+    )
+    .await
+    .ok()?
+    .as_u64()
+}
+
+/// Writes `count` organizations through `peer` with `parallel` proposers; returns the oids
+/// of the acknowledged ones (all of them must be, unless `tolerate_failures`).
+pub async fn write_many(peer: &str, start: u64, count: u64, parallel: u64) -> Vec<Oid> {
+    let mut tasks = Vec::new();
+    for w in 0..parallel {
+        let peer = peer.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut n = start + w;
+            while n < start + count {
+                let (oid, cmd) = org(n);
+                propose(&peer, &cmd).await.expect("write acknowledged");
+                acked.push(oid);
+                n += parallel;
+            }
+            acked
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+pub async fn assert_all_present(peer: &str, oids: &[Oid]) {
+    let listed = query(
+        peer,
+        &Query::List {
+            kind: Kind::Organization,
+            prefix: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let present: BTreeSet<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["oid"].as_str().unwrap().to_string())
+        .collect();
+    let missing: Vec<_> = oids
+        .iter()
+        .filter(|o| !present.contains(&o.to_string()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{peer} lost {} acknowledged writes",
+        missing.len()
+    );
+}
+
+/// Three replicas: 1 bootstraps, 2 and 3 join through 1.
+pub async fn three(root: &std::path::Path) -> Vec<Replica> {
+    let mut r1 = Replica::new(1, root, vec!["--bootstrap".into()]);
+    r1.start();
+    let seed = r1.peer();
+    wait_for(&seed, "a leader", |s| s.leader == Some(1)).await;
+    let mut r2 = Replica::new(2, root, vec!["--join".into(), seed.clone()]);
+    let mut r3 = Replica::new(3, root, vec!["--join".into(), seed.clone()]);
+    r2.start();
+    r3.start();
+    wait_for(&seed, "three voters", |s| s.voters == vec![1, 2, 3]).await;
+    vec![r1, r2, r3]
+}
