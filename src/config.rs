@@ -42,6 +42,8 @@ pub struct FileConfig {
     pub max_outbound_bytes: Option<usize>,
     /// Bytes that may wait for all sessions of a replica together.
     pub max_outbound_bytes_total: Option<usize>,
+    /// Bytes that may wait for all sessions of one realm together.
+    pub max_outbound_bytes_realm: Option<usize>,
     /// Calls one session may have waiting for their results.
     pub max_pending_calls: Option<usize>,
     /// Registrations one session may hold.

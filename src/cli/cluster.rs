@@ -110,6 +110,9 @@ pub enum StateQuery {
     },
     /// Number of objects of a kind.
     Count { kind: String },
+    /// Remove an object that cannot be read back (a listing warns "unreadable record"):
+    /// its stored bytes and every index entry pointing at it, through Raft.
+    Purge { kind: String, key: String },
 }
 
 fn parse_kind(name: &str) -> anyhow::Result<Kind> {
@@ -239,6 +242,24 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
 
 pub async fn state(args: StateArgs) -> anyhow::Result<()> {
     let query = match args.query {
+        StateQuery::Purge { kind, key } => {
+            let command = crate::store::Command::Purge {
+                kind: parse_kind(&kind)?,
+                key,
+            };
+            let reply = args
+                .peer
+                .client(&args.peer.peer)?
+                .propose(pb::Proposal {
+                    command: serde_json::to_vec(&command)?,
+                    forwarded: false,
+                })
+                .await?;
+            let res: Result<serde_json::Value, crate::replica::ProposeError> =
+                serde_json::from_slice(&reply.into_inner().result)?;
+            println!("{}", serde_json::to_string_pretty(&res?)?);
+            return Ok(());
+        }
         StateQuery::Get { kind, key } => Query::Get {
             kind: parse_kind(&kind)?,
             key,

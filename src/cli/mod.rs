@@ -113,6 +113,11 @@ pub struct StartArgs {
     /// beyond it the largest queues are dropped first.
     #[arg(long, env = "FABRIC_MAX_OUTBOUND_BYTES_TOTAL")]
     pub max_outbound_bytes_total: Option<usize>,
+    /// Bytes that may wait for all sessions of one realm together (default 256 MiB); beyond
+    /// it the realm's largest queues are dropped first, so one realm cannot take the
+    /// replica's whole budget.
+    #[arg(long, env = "FABRIC_MAX_OUTBOUND_BYTES_REALM")]
+    pub max_outbound_bytes_realm: Option<usize>,
     /// Calls one client session may have waiting for their results (default 10000); more
     /// are refused with `fabric.error.limit-exceeded`.
     #[arg(long, env = "FABRIC_MAX_PENDING_CALLS")]
@@ -243,6 +248,9 @@ impl StartArgs {
         file.max_outbound_bytes_total = self
             .max_outbound_bytes_total
             .or(file.max_outbound_bytes_total);
+        file.max_outbound_bytes_realm = self
+            .max_outbound_bytes_realm
+            .or(file.max_outbound_bytes_realm);
         file.max_pending_calls = self.max_pending_calls.or(file.max_pending_calls);
         file.max_registrations = self.max_registrations.or(file.max_registrations);
         file.max_subscriptions = self.max_subscriptions.or(file.max_subscriptions);

@@ -9,6 +9,7 @@ mod leave;
 mod limits;
 mod meta;
 pub mod realm;
+mod realm_budget;
 pub mod role;
 mod session;
 pub mod session_info;
@@ -90,6 +91,7 @@ impl Router {
             self.options.default_call_timeout_ms,
             self.relay.clone(),
         );
+        realm_budget::spawn(&realm, self.options.outbound.realm_bytes);
         self.realms.write().insert(spec.name, realm.clone());
         realm
     }

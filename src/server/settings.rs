@@ -123,6 +123,7 @@ impl Settings {
                 messages: file.outbox_capacity.unwrap_or(65_536),
                 bytes: file.max_outbound_bytes.unwrap_or(16 << 20),
                 total_bytes: file.max_outbound_bytes_total.unwrap_or(512 << 20),
+                realm_bytes: file.max_outbound_bytes_realm.unwrap_or(256 << 20),
             },
             realms: file.realms,
             smtp: file.smtp_url.map(|url| SmtpSettings {

@@ -229,6 +229,7 @@ impl Tx<'_> {
                 status_rule,
             } => with_kind!(kind, R => self.modify::<R>(key, delta, status_rule.as_ref())),
             Command::Delete { kind, key, cascade } => self.delete(*kind, key, *cascade),
+            Command::Purge { kind, key } => self.purge(*kind, key),
             Command::IssueActivationToken { token } => {
                 let lookup = ActivationToken::lookup_key(&token.email, &token.pubkey);
                 let old = self.lookup::<ActivationToken>(Index::TokenByEmailPubkey, &lookup)?;
@@ -637,6 +638,33 @@ impl Tx<'_> {
         self.write(&unpaired)?;
         // The paired record: the caller needs its realm and authid to close the session.
         Ok(to_json(&node))
+    }
+
+    fn purge(&self, kind: Kind, key: &str) -> Step<Json> {
+        let removed = self.txn.open_table(kind.table())?.remove(key)?.is_some();
+        if !removed {
+            return Err(ApplyError::NoSuchObject {
+                kind,
+                key: key.to_string(),
+            }
+            .into());
+        }
+        // The record cannot be trusted to name its index entries: look for them all.
+        let mut entries = 0;
+        for index in Index::ALL {
+            let mut table = self.txn.open_table(index.table())?;
+            let pointing: Vec<String> = table
+                .iter()?
+                .filter_map(|e| e.ok())
+                .filter(|(_, v)| v.value() == key)
+                .map(|(k, _)| k.value().to_owned())
+                .collect();
+            for k in pointing {
+                table.remove(k.as_str())?;
+                entries += 1;
+            }
+        }
+        Ok(serde_json::json!({"purged": key, "kind": kind.name(), "index_entries": entries}))
     }
 
     fn delete(&self, kind: Kind, key: &str, cascade: bool) -> Step<Json> {

@@ -93,6 +93,10 @@ pub enum Command {
     PresenceLeave { node_oid: Oid, session_id: u64 },
     /// A replica left the cluster or missed its lease: forget every node it held.
     PresenceDropReplica { replica_id: u64 },
+    /// Removes an object's stored bytes and every index entry pointing at it, without
+    /// reading it: the way out for a record that cannot be read back (an operator's
+    /// `fabric-master state purge`). Dependents are not followed.
+    Purge { kind: Kind, key: String },
     /// A replica restarted: forget the nodes it held in its earlier life (joined before
     /// `joined_before`, ns), keeping any that joined it since.
     PresenceDropStale { replica_id: u64, joined_before: i64 },

@@ -24,6 +24,8 @@ pub struct Budget {
     pub bytes: usize,
     /// All connections of the replica together.
     pub total_bytes: usize,
+    /// All connections of one realm together (swept by the router, `router::realm_budget`).
+    pub realm_bytes: usize,
 }
 
 impl Budget {
@@ -33,6 +35,7 @@ impl Budget {
             messages,
             bytes: usize::MAX,
             total_bytes: usize::MAX,
+            realm_bytes: usize::MAX,
         }
     }
 }
@@ -161,6 +164,7 @@ mod tests {
             messages: 1000,
             bytes: 10_000,
             total_bytes: usize::MAX,
+            realm_bytes: usize::MAX,
         });
         let mut sent = 0;
         while tx.try_send(event(1000)).is_ok() {
