@@ -27,6 +27,8 @@ pub struct IssueLimits {
     pub per_source: usize,
     pub total: usize,
     pub window: Duration,
+    /// Codes pending in the whole cluster (the replicated state) at any time.
+    pub pending_total: usize,
 }
 
 impl Default for IssueLimits {
@@ -36,6 +38,7 @@ impl Default for IssueLimits {
             per_source: 30,
             total: 300,
             window: CODE_LIFETIME,
+            pending_total: 3000,
         }
     }
 }
@@ -70,6 +73,10 @@ impl IssueLimiter {
             limits,
             windows: Mutex::new(Windows::default()),
         }
+    }
+
+    pub fn limits(&self) -> IssueLimits {
+        self.limits
     }
 
     /// Counts a code for `email` asked from `peer`, or refuses it.

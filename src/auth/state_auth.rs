@@ -281,6 +281,7 @@ impl StateAuthenticator {
                 ));
             }
             self.limiter.admit(&email, &hello.peer)?;
+            self.pending_within_limits(&email).await?;
             return self.issue_code(&email, pubkey, user.is_some()).await;
         };
         if token.status == TOKEN_ACTIVE {
@@ -399,6 +400,31 @@ impl StateAuthenticator {
             uri,
             format!("We have sent an authentication code to {email}."),
         ))
+    }
+
+    /// The cluster-wide limits, counted in the replicated state (the rate limits of
+    /// `limits` are each replica's own): pending codes per e-mail, and in all.
+    async fn pending_within_limits(&self, email: &str) -> Result<(), Denied> {
+        let limits = self.limiter.limits();
+        let r = self.replica.read().await.map_err(unavailable)?;
+        let refuse = |what: String| {
+            Err(Denied::new(
+                super::limits::RATE_LIMITED,
+                format!("too many pending activation codes {what}; try again later"),
+            ))
+        };
+        if r.count(Kind::ActivationToken).map_err(unavailable)? >= limits.pending_total as u64 {
+            return refuse("in this cluster".into());
+        }
+        let tokens: Vec<ActivationToken> = r.list("").map_err(unavailable)?;
+        let pending = tokens
+            .iter()
+            .filter(|t| t.email == email && t.status == TOKEN_PENDING)
+            .count();
+        if pending >= limits.per_email {
+            return refuse(format!("for {email}"));
+        }
+        Ok(())
     }
 
     async fn check_mrealm_role(&self, user: &User, mrealm: &str, role: &str) -> Result<(), Denied> {

@@ -105,6 +105,10 @@ pub struct StartArgs {
     /// ... in all within 15 minutes.
     #[arg(long, env = "FABRIC_ACTIVATION_CODES_TOTAL", default_value_t = 300)]
     pub activation_codes_total: usize,
+    /// Activation codes pending in the whole cluster at once (counted in the replicated
+    /// state; at most --activation-codes-per-email of them for one e-mail).
+    #[arg(long, env = "FABRIC_PENDING_ACTIVATIONS_TOTAL", default_value_t = 3000)]
+    pub pending_activations_total: usize,
     /// Bytes that may wait for one session that reads too slowly before it is dropped
     /// (default 16 MiB).
     #[arg(long, env = "FABRIC_MAX_OUTBOUND_BYTES")]
@@ -266,6 +270,7 @@ impl StartArgs {
             per_email: self.activation_codes_per_email,
             per_source: self.activation_codes_per_source,
             total: self.activation_codes_total,
+            pending_total: self.pending_activations_total,
             ..Default::default()
         };
         settings.cluster = self.cluster.resolve()?;

@@ -226,3 +226,24 @@ async def test_publications_reach_subscribers_on_every_replica(replicas, keys, t
     assert len(before) == 1 and before[0][0]["oid"] == arealm["oid"], created_b
     for s in (pub_a, pub_b, sub_a, sub_b, owner_a, owner_b, n):
         s.leave()
+
+
+@aio
+async def test_pending_activation_codes_per_email_are_limited_across_replicas(replicas, tmp_path):
+    """Each replica rate-limits the codes it issues itself; the pending codes of one e-mail
+    are also limited in the replicated state, so a second replica does not double them."""
+    from conftest import FABRIC_REALM, join_expect_abort
+    from users import new_key
+
+    a, b = replicas
+    email = "zoe@example.com"
+    reasons = []
+    # 5 codes per e-mail by default: through a then b, the sixth is refused on b although b
+    # issued only one itself.
+    for i, m in enumerate([a, a, a, a, b, b]):
+        kp = new_key(tmp_path, f"zoe{i}")
+        details = await join_expect_abort(
+            m, key=kp, realm=FABRIC_REALM, authid=email, authextra={"pubkey": kp.pubkey_hex}
+        )
+        reasons.append(details.reason)
+    assert reasons == ["fabric.auth-failed.new-user-auth-code-sent"] * 5 + ["fabric.auth-failed.rate-limited"], reasons
