@@ -185,6 +185,7 @@ mod tests {
             per_source,
             total,
             window: Duration::from_secs(60),
+            pending_total: usize::MAX,
         })
     }
 
