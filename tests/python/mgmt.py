@@ -123,3 +123,14 @@ async def new_mrealm(master, keys) -> Mrealm:
     s = await join(master, keys, realm=m["name"])
     assert s.details.authrole == "owner", s.details
     return Mrealm(master, keys, su, m, s)
+
+
+async def session_gone(su, session_id: int) -> bool:
+    """Whether session ``session_id`` is gone from the realm of ``su`` (who may use the
+    meta API)."""
+    try:
+        await su.call("wamp.session.get", session_id)
+    except ApplicationError as e:
+        assert e.error == "wamp.error.no_such_session", e
+        return True
+    return False

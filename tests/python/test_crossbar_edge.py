@@ -19,19 +19,8 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from conftest import KeyPair, Master, aio, free_port, join, w
+from crossbar_pypi import ANSI, CODE, CROSSBAR, SHELL_TIMEOUT, VENV, require_crossbar
 from waiting import wait_for, wait_until
-
-VENV = Path(os.environ.get("FABRIC_CROSSBAR_VENV", Path.home() / ".cache/fabric-master-crossbar-venv"))
-CROSSBAR = VENV / "bin" / "crossbar"
-CODE = re.compile(r"activation code for (\S+): (\w{4}-\w{4}-\w{4})")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-SHELL_TIMEOUT = 60
-
-
-def require_crossbar():
-    if not CROSSBAR.exists():
-        pytest.fail(f"{CROSSBAR} is missing: run scripts/setup-crossbar.sh", pytrace=False)
-
 
 class Env:
     """The master, the shell dot-dirs, and the edge node of this module."""

@@ -7,9 +7,11 @@ import asyncio
 from autobahn.wamp.types import PublishOptions
 
 from conftest import RawWamp, aio, join
-from test_slow_consumers import BLOB, MIB, gone
+from mgmt import session_gone as gone
 from waiting import wait_until
 
+MIB = 1024 * 1024
+BLOB = "x" * (512 * 1024)
 # Each session may queue 64 MiB, the realm 8 MiB: 40 MiB sent to a reader that stalls is
 # within its own budget and only the realm's makes it go.
 MASTER_EXTRA_ARGS = ["--max-outbound-bytes", str(64 * MIB), "--max-outbound-bytes-realm", str(8 * MIB)]

@@ -16,6 +16,7 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 
 from conftest import RawWamp, aio, http_get, join
+from mgmt import session_gone as gone
 from waiting import wait_until
 
 MIB = 1024 * 1024
@@ -38,15 +39,6 @@ def queued_bytes(master) -> int:
         if line.startswith("fabric_outbound_queued_bytes "):
             return int(line.split()[1])
     raise AssertionError("no fabric_outbound_queued_bytes in /metrics")
-
-
-async def gone(su, session_id: int) -> bool:
-    try:
-        await su.call("wamp.session.get", session_id)
-    except ApplicationError as e:
-        assert e.error == "wamp.error.no_such_session", e
-        return True
-    return False
 
 
 @aio(timeout=120)

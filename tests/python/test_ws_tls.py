@@ -9,12 +9,14 @@ the certificate.
 """
 
 import asyncio
+import os
 import signal
 import ssl
 import subprocess
 
 import pytest
 
+from crossbar_pypi import ANSI, CROSSBAR, SHELL_TIMEOUT, require_crossbar
 from conftest import (
     JoinAborted,
     Master,
@@ -170,11 +172,9 @@ async def test_sighup_reloads_the_certificate(tls_master, keys):
 
 def test_the_real_crossbar_shell_over_wss_binds_to_tls_unique(tls_master, keys, tmp_path):
     """`crossbar shell` (PyPI) asks for tls-unique on wss:// and signs the bound challenge."""
-    from test_crossbar_edge import ANSI, CROSSBAR, SHELL_TIMEOUT, require_crossbar
-
     require_crossbar()
     dotdir = tmp_path / "shell"
-    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(USER="su", CROSSBAR_FABRIC_URL=tls_master.url, SSL_CERT_FILE=str(tls_master.dir / "ws-ca" / "ca.pem"))
 
     def shell(*args):
