@@ -12,8 +12,8 @@
 //! | [`rpc`] | the client side of the peer gRPC service: generated code, one channel per peer, wire types. |
 //! | [`raft`] | openraft wiring: type config, redb log and state machine, the network (over `rpc`). |
 //! | [`replica`] | the replicated state as the master uses it: propose from any replica, linearizable reads, membership, node calls routed to another replica, the presence lease. |
-//! | [`transport`] | WebSocket and HTTP (`/healthz`, `/readyz`, `/metrics`) on one port. |
-//! | [`router`] | the WAMP router: realms, dealer, broker, roles, meta API, internal sessions; asks an [`router::authenticator::Authenticator`] who a HELLO is and hands publications to a [`router::PublicationRelay`]. Blind to Raft. |
+//! | [`transport`] | WebSocket and HTTP (`/healthz`, `/readyz`, `/metrics`) on one port, optionally over TLS with cryptosign channel bindings; per-connection byte budgets. |
+//! | [`router`] | the WAMP router: realms, dealer, broker, roles, meta API, internal sessions, per-session limits and realm byte budgets; asks an [`router::authenticator::Authenticator`] who a HELLO is and hands publications to a [`router::PublicationRelay`]. Blind to Raft. |
 //! | [`authz`] | the authorization table of the master's realms: every role × URI family, allow or deny; the router enforces it. |
 //! | [`auth`] | the authenticators (superuser keys, users with activation codes, paired nodes), key files, activation mail. |
 //! | [`relay`] | publications sent to the other replicas' subscribers. |
