@@ -2,6 +2,8 @@
 //! their peer-port client calls. Each test target uses part of it.
 #![allow(dead_code)]
 
+pub mod linearizability;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
