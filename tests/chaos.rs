@@ -3,6 +3,7 @@
 //! kills (-9) and freezes (SIGSTOP) replicas, leader included; every key's recorded history is
 //! then checked for linearizability (`common::linearizability`).
 //!
+//! Each seed also draws Raft's timing (heartbeat, election timeout, snapshot interval).
 //! In CI: a fixed set of seeds, 20 s each. Longer runs, and a failing seed replayed:
 //! `CHAOS_SEEDS=7,8 CHAOS_SECONDS=600 cargo test --release --test chaos -- --nocapture`.
 
@@ -138,9 +139,28 @@ async fn nemesis(replicas: &mut [Replica], seed: u64, until: Instant) -> Vec<Str
     log
 }
 
+/// Raft's timing for a run, drawn from its seed: heartbeat 50–150 ms, election timeout 3–8
+/// heartbeats (at least 300 ms on a shared machine), a snapshot every 20–1000 entries (so some
+/// runs snapshot, and install snapshots, under faults).
+fn timing(seed: u64) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(31) + 7);
+    let heartbeat: u64 = rng.gen_range(50..=150);
+    let election = (heartbeat * rng.gen_range(3..=8)).max(300);
+    let snapshot: u64 = rng.gen_range(20..=1000);
+    [
+        ("--raft-heartbeat-ms", heartbeat),
+        ("--raft-election-timeout-ms", election),
+        ("--raft-snapshot-logs", snapshot),
+    ]
+    .into_iter()
+    .flat_map(|(flag, v)| [flag.to_string(), v.to_string()])
+    .collect()
+}
+
 async fn run(seed: u64, seconds: u64) {
     let root = tempfile::tempdir().unwrap();
-    let mut replicas = three(root.path()).await;
+    let timing = timing(seed);
+    let mut replicas = three_with(root.path(), &timing).await;
     let peers: Vec<String> = replicas.iter().map(|r| r.peer()).collect();
     let mut keys = Vec::new();
     for n in 0..KEYS {
@@ -190,7 +210,8 @@ async fn run(seed: u64, seconds: u64) {
         .filter(|o| o.complete.is_none())
         .count();
     println!(
-        "seed {seed}: {total} operations ({unknown} with unknown outcome) over {seconds} s; faults: {faults:?}"
+        "seed {seed}: {total} operations ({unknown} with unknown outcome) over {seconds} s; \
+         timing {timing:?}; faults: {faults:?}"
     );
     for (k, ops) in history.iter().enumerate() {
         match check(None, ops, Duration::from_secs(60)) {

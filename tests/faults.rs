@@ -129,8 +129,11 @@ async fn a_leader_frozen_mid_write_never_answers_a_stale_read() {
             let result: Result<serde_json::Value, fabric_master::replica::QueryError> =
                 serde_json::from_slice(&reply.into_inner().result).unwrap();
             if let Ok(org) = result {
+                // The write still in flight to the frozen leader (b) may take effect after the
+                // newest acknowledged one (the thawed leader forwards it to the new one): both
+                // are answers a linearizable read may give; the value before them is not.
                 let label = org["label"].as_str().unwrap_or_default().to_owned();
-                if label != newest {
+                if label != newest && label != format!("r{round}-b") {
                     stale.push(format!("round {round}: read {label:?} after {newest:?}"));
                 }
             }
@@ -170,9 +173,18 @@ async fn a_frozen_leader_does_not_hold_up_reads_through_the_others() {
     // Generous: an election takes about a second; the old code waited for the full 60 s.
     let answered = tokio::time::timeout(Duration::from_secs(20), read).await;
     signal(&replicas[l], "-CONT");
-    let answer = answered.expect("a read through a follower answered while the leader was frozen");
+    let Ok(answer) = answered else {
+        let logs: Vec<String> = replicas
+            .iter()
+            .map(|r| format!("--- replica {}\n{}", r.id, r.log_tail(30)))
+            .collect();
+        panic!(
+            "no answer to a read through a follower while the leader was frozen\n{}",
+            logs.join("\n")
+        );
+    };
     let org = answer
         .unwrap()
-        .expect("the read succeeds through the new leader");
+        .unwrap_or_else(|e| panic!("the read fails instead of going to the new leader: {e}"));
     assert_eq!(org["oid"], oid.to_string());
 }

@@ -14,9 +14,16 @@ use uuid::Uuid;
 async fn replica(dir: &tempfile::TempDir, write_timeout: Duration) -> Arc<Replica> {
     let db = open_database(&dir.path().join("state.redb")).unwrap();
     // A single replica never dials a peer: the advertised address is only recorded.
-    Replica::open(1, "127.0.0.1:1".into(), db, write_timeout, None)
-        .await
-        .unwrap()
+    Replica::open(
+        1,
+        "127.0.0.1:1".into(),
+        db,
+        write_timeout,
+        Default::default(),
+        None,
+    )
+    .await
+    .unwrap()
 }
 
 async fn leader(dir: &tempfile::TempDir) -> Arc<Replica> {

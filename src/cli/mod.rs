@@ -175,6 +175,16 @@ pub struct ClusterFlags {
     /// How long a write may wait for a leader and a quorum before it fails.
     #[arg(long, env = "FABRIC_WRITE_TIMEOUT_MS", default_value_t = 5000)]
     pub write_timeout_ms: u64,
+    /// Raft heartbeat interval (at most a third of the election timeout).
+    #[arg(long, env = "FABRIC_RAFT_HEARTBEAT_MS", default_value_t = 100)]
+    pub raft_heartbeat_ms: u64,
+    /// Minimum Raft election timeout (the maximum is twice it); a leader serves reads from
+    /// its own state for half of it after a quorum confirmed it. Equal on every replica.
+    #[arg(long, env = "FABRIC_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 400)]
+    pub raft_election_timeout_ms: u64,
+    /// Applied entries since the last snapshot that trigger a new snapshot.
+    #[arg(long, env = "FABRIC_RAFT_SNAPSHOT_LOGS", default_value_t = 500)]
+    pub raft_snapshot_logs: u64,
     /// The leader drops the node presence of a replica that has not answered for this long
     /// (its nodes count as offline until they reconnect somewhere).
     #[arg(long, env = "FABRIC_PRESENCE_LEASE_MS", default_value_t = 30_000)]
@@ -293,6 +303,11 @@ impl ClusterFlags {
                 Formation::Single
             },
             write_timeout: std::time::Duration::from_millis(self.write_timeout_ms),
+            raft: crate::raft::Timing {
+                heartbeat_ms: self.raft_heartbeat_ms,
+                election_timeout_min_ms: self.raft_election_timeout_ms,
+                snapshot_logs: self.raft_snapshot_logs,
+            },
             presence_lease: std::time::Duration::from_millis(self.presence_lease_ms.max(1)),
             peer_tls: self.tls.files(),
             insecure_peers: self.insecure_peers,

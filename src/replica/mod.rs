@@ -81,6 +81,7 @@ pub struct Replica {
     pub db: Arc<Database>,
     pub(crate) clients: Clients,
     write_timeout: Duration,
+    timing: raft::Timing,
     started: Instant,
     membership_lock: tokio::sync::Mutex<()>,
     /// When the last read-index round started, and what it returned.
@@ -100,10 +101,12 @@ impl Replica {
         advertise: String,
         db: Arc<Database>,
         write_timeout: Duration,
+        timing: raft::Timing,
         tls: Option<Arc<crate::tls::PeerTls>>,
     ) -> anyhow::Result<Arc<Replica>> {
+        timing.check().map_err(anyhow::Error::msg)?;
         let clients = Clients::new(tls);
-        let config = Arc::new(raft::config().validate()?);
+        let config = Arc::new(raft::config(timing).validate()?);
         let raft = Raft::new(
             id,
             config,
@@ -121,6 +124,7 @@ impl Replica {
             db,
             clients,
             write_timeout,
+            timing,
             started: Instant::now(),
             membership_lock: tokio::sync::Mutex::new(()),
             last_read_index: tokio::sync::Mutex::new(None),
@@ -177,7 +181,7 @@ impl Replica {
         if last == NO_CONTACT {
             return false;
         }
-        let limit = raft::config().election_timeout_max * 2;
+        let limit = self.timing.election_timeout_min_ms * 4;
         self.started.elapsed().as_millis() as u64 <= last + limit
     }
 

@@ -10,6 +10,9 @@ use super::{Query, QueryError, ReadError, ReadLease, Replica};
 use crate::rpc::pb;
 use crate::store::{Reader, StoreError};
 
+/// The pause before a read-index round that failed is tried again.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Replica {
     /// Waits until this replica's state reflects every write acknowledged before the call.
     pub async fn linearize(&self) -> Result<(), ReadError> {
@@ -36,7 +39,8 @@ impl Replica {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
-    /// A leader whose leadership a quorum confirmed less than `READ_LEASE` ago answers reads
+    /// A leader whose leadership a quorum confirmed less than its read lease (half the
+    /// minimum election timeout) ago answers reads
     /// from its own state: no other leader can have been elected in the meantime (that takes
     /// at least the minimum election timeout, which the lease stays well below), and every
     /// write it acknowledged was applied before the acknowledgement. Entries it holds but has
@@ -109,7 +113,17 @@ impl Replica {
                 }
             };
             tokio::select! {
-                answer = round => return answer,
+                answer = round => match answer {
+                    Ok(index) => return Ok(index),
+                    // A leader just elected, or one stepping down, may refuse a round for a
+                    // moment: try again while there is time.
+                    Err(e) if tokio::time::Instant::now() + RETRY_PAUSE < deadline => {
+                        tracing::debug!("read index round failed, retrying: {e}");
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
                 () = leader_changed => continue,
                 () = tokio::time::sleep_until(deadline) => {
                     return Err(ReadError::NoQuorum(match leader_id {
@@ -157,7 +171,7 @@ impl Replica {
         if m.current_term == term && m.state == ServerState::Leader {
             *self.read_lease.lock() = Some(ReadLease {
                 term,
-                until: began + crate::raft::READ_LEASE,
+                until: began + self.timing.read_lease(),
             });
         }
         Ok(read.map(|l| l.index).max(m.last_log_index))

@@ -295,7 +295,7 @@ async fn open_replica(
     let path = settings.data_dir.join(STATE_FILE);
     let db =
         crate::raft::open_database(&path).with_context(|| format!("opening {}", path.display()))?;
-    Replica::open(c.node_id, advertise, db, c.write_timeout, tls).await
+    Replica::open(c.node_id, advertise, db, c.write_timeout, c.raft, tls).await
 }
 
 /// The peer port's TLS material; without it, a peer port other hosts can reach is refused

@@ -29,6 +29,7 @@ pub struct ClusterSettings {
     pub advertise: Option<String>,
     pub formation: Formation,
     pub write_timeout: Duration,
+    pub raft: crate::raft::Timing,
     /// How long a replica holding node sessions may go unheard before the leader drops
     /// their presence.
     pub presence_lease: Duration,
@@ -46,6 +47,7 @@ impl Default for ClusterSettings {
             advertise: None,
             formation: Formation::Single,
             write_timeout: Duration::from_secs(5),
+            raft: Default::default(),
             presence_lease: Duration::from_secs(30),
             peer_tls: None,
             insecure_peers: false,

@@ -73,6 +73,13 @@ impl Replica {
         self.child = Some(child);
     }
 
+    /// The end of this replica's log, for failure reports.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// SIGKILL: no chance to flush or say goodbye.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -223,12 +230,21 @@ pub async fn assert_all_present(peer: &str, oids: &[Oid]) {
 
 /// Three replicas: 1 bootstraps, 2 and 3 join through 1.
 pub async fn three(root: &std::path::Path) -> Vec<Replica> {
-    let mut r1 = Replica::new(1, root, vec!["--bootstrap".into()]);
+    three_with(root, &[]).await
+}
+
+/// As `three`, every replica started with `extra` flags too.
+pub async fn three_with(root: &std::path::Path, extra: &[String]) -> Vec<Replica> {
+    let with = |mut args: Vec<String>| {
+        args.extend(extra.iter().cloned());
+        args
+    };
+    let mut r1 = Replica::new(1, root, with(vec!["--bootstrap".into()]));
     r1.start();
     let seed = r1.peer();
     wait_for(&seed, "a leader", |s| s.leader == Some(1)).await;
-    let mut r2 = Replica::new(2, root, vec!["--join".into(), seed.clone()]);
-    let mut r3 = Replica::new(3, root, vec!["--join".into(), seed.clone()]);
+    let mut r2 = Replica::new(2, root, with(vec!["--join".into(), seed.clone()]));
+    let mut r3 = Replica::new(3, root, with(vec!["--join".into(), seed.clone()]));
     r2.start();
     r3.start();
     wait_for(&seed, "three voters", |s| s.voters == vec![1, 2, 3]).await;
