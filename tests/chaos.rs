@@ -15,32 +15,13 @@ use std::time::{Duration, Instant};
 use common::linearizability::{Operation, RegOp, Verdict, check};
 use common::*;
 use fabric_master::replica::{ProposeError, Query};
+use fabric_master::store::Kind;
 use fabric_master::store::model::Oid;
-use fabric_master::store::{Command, Kind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const KEYS: usize = 3;
 const CLIENTS: usize = 4;
-
-fn relabel(oid: Oid, label: &str) -> Command {
-    let mut delta = serde_json::Map::new();
-    delta.insert("label".into(), label.into());
-    Command::Modify {
-        kind: Kind::Organization,
-        key: oid.to_string(),
-        delta,
-        status_rule: None,
-    }
-}
-
-fn signal(r: &Replica, sig: &str) {
-    if let Some(c) = &r.child {
-        let _ = std::process::Command::new("kill")
-            .args([sig, &c.id().to_string()])
-            .status();
-    }
-}
 
 /// What happened to one key, recorded by every client.
 type History = Arc<parking_lot::Mutex<Vec<Vec<Operation>>>>;

@@ -19,27 +19,6 @@ use fabric_master::rpc::{client, pb};
 use fabric_master::store::model::Oid;
 use fabric_master::store::{Command, Kind};
 
-fn signal(r: &Replica, sig: &str) {
-    let pid = r.child.as_ref().expect("running").id();
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
-fn relabel(oid: Oid, label: &str) -> Command {
-    let mut delta = serde_json::Map::new();
-    delta.insert("label".into(), label.into());
-    Command::Modify {
-        kind: Kind::Organization,
-        key: oid.to_string(),
-        delta,
-        status_rule: None,
-    }
-}
-
 fn get(oid: Oid) -> Query {
     Query::Get {
         kind: Kind::Organization,

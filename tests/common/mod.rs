@@ -250,3 +250,26 @@ pub async fn three_with(root: &std::path::Path, extra: &[String]) -> Vec<Replica
     wait_for(&seed, "three voters", |s| s.voters == vec![1, 2, 3]).await;
     vec![r1, r2, r3]
 }
+
+/// Sends `sig` (e.g. `-STOP`, `-CONT`) to a running replica.
+pub fn signal(r: &Replica, sig: &str) {
+    let pid = r.child.as_ref().expect("running").id();
+    let ok = Process::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// A write of organization `oid`'s label: the register the fault tests read and write.
+pub fn relabel(oid: Oid, label: &str) -> Command {
+    let mut delta = serde_json::Map::new();
+    delta.insert("label".into(), label.into());
+    Command::Modify {
+        kind: Kind::Organization,
+        key: oid.to_string(),
+        delta,
+        status_rule: None,
+    }
+}
