@@ -37,6 +37,9 @@ fn start(extra: &[&str]) -> Master {
     fabric_master::auth::keyfile::write_key_pair(dir.path(), "su", &key, "superuser").unwrap();
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_fabric-master"))
+        // Stop at once: these tests do not exercise the drain (tests/python/test_cluster.py does).
+        .env("FABRIC_DRAIN_DELAY_MS", "0")
+        .env("FABRIC_DRAIN_WINDOW_MS", "0")
         .args([
             "start",
             "--listen",

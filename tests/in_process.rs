@@ -24,6 +24,10 @@ async fn start_master(
 ) {
     let mut settings = Settings::from_file(FileConfig::default());
     settings.data_dir = data_dir.to_path_buf();
+    settings.drain = fabric_master::server::DrainSettings {
+        delay: std::time::Duration::ZERO,
+        window: std::time::Duration::ZERO,
+    };
     let listeners = Listeners {
         ws: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         peer: TcpListener::bind("127.0.0.1:0").await.unwrap(),

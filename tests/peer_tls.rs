@@ -85,6 +85,9 @@ impl Replica {
         let log = std::fs::File::create(root.join(format!("r{id}.log"))).unwrap();
         let child = Command::new(BIN)
             .arg("start")
+            // Stop at once: these tests do not exercise the drain (tests/python/test_cluster.py does).
+            .env("FABRIC_DRAIN_DELAY_MS", "0")
+            .env("FABRIC_DRAIN_WINDOW_MS", "0")
             .args(["--listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--peer-listen", &peer])
             .args(["--node-id", &id.to_string()])

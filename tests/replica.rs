@@ -20,6 +20,7 @@ async fn replica(dir: &tempfile::TempDir, write_timeout: Duration) -> Arc<Replic
         db,
         write_timeout,
         Default::default(),
+        3,
         None,
     )
     .await

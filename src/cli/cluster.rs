@@ -134,6 +134,58 @@ async fn status_of(args: &PeerArgs, peer: &str) -> anyhow::Result<Status> {
     Ok(serde_json::from_slice(&reply.into_inner().json)?)
 }
 
+/// The replica's own status, plus one line per member as every member reports itself:
+/// role, address, lag behind the leader's log, client sessions (or why it did not answer).
+async fn cluster_status(args: &PeerArgs, peer: &str) -> anyhow::Result<serde_json::Value> {
+    let status = status_of(args, peer).await?;
+    let asked = futures_util::future::join_all(status.nodes.iter().map(|(id, addr)| async move {
+        let answer = tokio::time::timeout(Duration::from_secs(2), status_of(args, addr)).await;
+        (*id, addr.clone(), answer)
+    }))
+    .await;
+    let leader_log = asked
+        .iter()
+        .find_map(|(id, _, answer)| match answer {
+            Ok(Ok(s)) if Some(*id) == status.leader => s.last_log_index,
+            _ => None,
+        })
+        .or(status.last_log_index);
+    let members: Vec<serde_json::Value> = asked
+        .into_iter()
+        .map(|(id, addr, answer)| {
+            let role = if status.leader == Some(id) {
+                "leader"
+            } else if status.voters.contains(&id) {
+                "voter"
+            } else {
+                "learner"
+            };
+            match answer {
+                Ok(Ok(s)) => serde_json::json!({
+                    "id": id,
+                    "role": role,
+                    "addr": addr,
+                    "reachable": true,
+                    "lag": leader_log.map(|l| l.saturating_sub(s.last_applied.unwrap_or(0))),
+                    "sessions": s.sessions,
+                    "has_quorum": s.has_quorum,
+                }),
+                Ok(Err(e)) => serde_json::json!({
+                    "id": id, "role": role, "addr": addr, "reachable": false,
+                    "error": format!("{e:#}"),
+                }),
+                Err(_) => serde_json::json!({
+                    "id": id, "role": role, "addr": addr, "reachable": false,
+                    "error": "no answer within 2 s",
+                }),
+            }
+        })
+        .collect();
+    let mut out = serde_json::to_value(status)?;
+    out["members"] = serde_json::Value::Array(members);
+    Ok(out)
+}
+
 fn membership_result(json: &[u8]) -> anyhow::Result<serde_json::Value> {
     let status = crate::replica::decode_membership_reply(json)??;
     Ok(serde_json::to_value(status)?)
@@ -143,7 +195,7 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
     let p = &args.peer;
     let peer = p.peer.as_str();
     let out = match args.action {
-        ClusterAction::Status => serde_json::to_value(status_of(p, peer).await?)?,
+        ClusterAction::Status => cluster_status(p, peer).await?,
         ClusterAction::Add {
             node_id,
             addr,
@@ -155,6 +207,7 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
                     node_id,
                     addr,
                     voter: !learner,
+                    voter_if_room: false,
                 })
                 .await?;
             membership_result(&reply.into_inner().json)?

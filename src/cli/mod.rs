@@ -146,6 +146,14 @@ pub struct StartArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "FABRIC_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// On SIGTERM, `/readyz` answers 503 this long before sessions are closed (long enough
+    /// for the load balancer's health check to notice).
+    #[arg(long, env = "FABRIC_DRAIN_DELAY_MS", default_value_t = 3000)]
+    pub drain_delay_ms: u64,
+    /// On SIGTERM, sessions are closed (GOODBYE `wamp.close.system_shutdown`) spread over
+    /// this window: clients first, edge nodes last.
+    #[arg(long, env = "FABRIC_DRAIN_WINDOW_MS", default_value_t = 5000)]
+    pub drain_window_ms: u64,
     #[command(flatten)]
     pub cluster: ClusterFlags,
 }
@@ -189,6 +197,14 @@ pub struct ClusterFlags {
     /// (its nodes count as offline until they reconnect somewhere).
     #[arg(long, env = "FABRIC_PRESENCE_LEASE_MS", default_value_t = 30_000)]
     pub presence_lease_ms: u64,
+    /// Replicas that join by themselves vote while the cluster has fewer voters than this
+    /// (1 to 7; 3 or 5 advised); every further replica serves as a non-voting learner.
+    #[arg(long, env = "FABRIC_VOTERS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
+    pub voters: u64,
+    /// The leader removes a learner that has not answered for this long (probed every
+    /// second). Voters are only removed by `cluster remove`.
+    #[arg(long, env = "FABRIC_LEARNER_REAP_MS", default_value_t = 30_000)]
+    pub learner_reap_ms: u64,
     #[command(flatten)]
     pub tls: PeerTlsArgs,
     /// Serve the peer port without TLS although other hosts can reach it (anyone who
@@ -283,6 +299,10 @@ impl StartArgs {
             pending_total: self.pending_activations_total,
             ..Default::default()
         };
+        settings.drain = crate::server::DrainSettings {
+            delay: std::time::Duration::from_millis(self.drain_delay_ms),
+            window: std::time::Duration::from_millis(self.drain_window_ms),
+        };
         settings.cluster = self.cluster.resolve()?;
         Ok(settings)
     }
@@ -311,6 +331,8 @@ impl ClusterFlags {
             presence_lease: std::time::Duration::from_millis(self.presence_lease_ms.max(1)),
             peer_tls: self.tls.files(),
             insecure_peers: self.insecure_peers,
+            voters: self.voters as usize,
+            learner_reap: std::time::Duration::from_millis(self.learner_reap_ms.max(1)),
         };
         if let Some(template) = self.peers_template {
             let ordinal = host_ordinal()?;

@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use tonic::{Request, Response, Status};
 
 use crate::raft::codec;
-use crate::replica::{ProposeError, Replica};
+use crate::replica::{JoinAs, ProposeError, Replica};
 use crate::rpc::{WireEvent, WirePayload, WireResult, pb};
 use crate::tls::PeerTls;
 use crate::wamp::{CallError, Payload, Value};
@@ -41,10 +41,14 @@ pub type RelayedEventsFn = Arc<dyn Fn(Vec<WireEvent>) + Send + Sync>;
 
 /// What the service answers with besides the replica: the management API (node calls) and
 /// the router (relayed publications), both built before the service starts.
+/// How many client sessions this replica holds (for `Status`).
+pub type SessionCountFn = Arc<dyn Fn() -> usize + Send + Sync>;
+
 pub struct PeerService {
     replica: Arc<Replica>,
     node_calls: NodeCallFn,
     relayed_events: RelayedEventsFn,
+    sessions: SessionCountFn,
 }
 
 impl PeerService {
@@ -52,11 +56,13 @@ impl PeerService {
         replica: Arc<Replica>,
         node_calls: NodeCallFn,
         relayed_events: RelayedEventsFn,
+        sessions: SessionCountFn,
     ) -> PeerService {
         PeerService {
             replica,
             node_calls,
             relayed_events,
+            sessions,
         }
     }
 }
@@ -128,8 +134,10 @@ impl pb::peer_server::Peer for PeerService {
         &self,
         _req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
+        let mut status = self.replica.status();
+        status.sessions = Some((self.sessions)() as u64);
         Ok(Response::new(pb::StatusReply {
-            json: json(&self.replica.status()),
+            json: json(&status),
         }))
     }
 
@@ -138,7 +146,8 @@ impl pb::peer_server::Peer for PeerService {
         req: Request<pb::JoinRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
         let r = req.into_inner();
-        let res = self.replica.join(r.node_id, r.addr, r.voter).await;
+        let role = JoinAs::from_request(&r);
+        let res = self.replica.join(r.node_id, r.addr, role).await;
         Ok(Response::new(pb::MembershipReply { json: json(&res) }))
     }
 

@@ -42,6 +42,23 @@ pub enum MembershipError {
     LastVoter,
     #[error("replica {0} did not catch up within 120 s")]
     NotCaughtUp(NodeId),
+    #[error("the joining replica at {addr} could not be asked for its state: {message}")]
+    JoinerUnreachable { addr: String, message: String },
+    #[error("the replica at {addr} is replica {found}, not {expected}")]
+    WrongReplica {
+        addr: String,
+        expected: NodeId,
+        found: NodeId,
+    },
+    #[error(
+        "replica {id} at {addr} holds the state of another cluster (voters {voters:?}); \
+         start it on an empty data dir to join"
+    )]
+    ForeignState {
+        id: NodeId,
+        addr: String,
+        voters: Vec<NodeId>,
+    },
     #[error("{0}")]
     Raft(String),
 }

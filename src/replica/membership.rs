@@ -8,6 +8,26 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 
 use super::{MembershipError, Replica, Status};
+
+/// What a joining replica becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinAs {
+    Voter,
+    Learner,
+    /// A voter while the cluster has fewer voters than the leader's `--voters`, a learner
+    /// (a serving replica that does not vote) otherwise: how replicas join by themselves.
+    VoterIfRoom,
+}
+
+impl JoinAs {
+    pub fn from_request(r: &pb::JoinRequest) -> JoinAs {
+        match (r.voter_if_room, r.voter) {
+            (true, _) => JoinAs::VoterIfRoom,
+            (false, true) => JoinAs::Voter,
+            (false, false) => JoinAs::Learner,
+        }
+    }
+}
 use crate::raft::NodeId;
 use crate::rpc::pb;
 use crate::store::Command;
@@ -40,7 +60,8 @@ impl Replica {
         }
     }
 
-    /// Asks a running replica (any; it forwards to the leader) to take this one in.
+    /// Asks a running replica (any; it forwards to the leader) to take this one in: as a
+    /// voter while the cluster has fewer than the leader's `--voters`, else as a learner.
     pub async fn join_via(&self, seed: &str) -> anyhow::Result<()> {
         let mut client = self.clients.get(seed)?;
         let reply = client
@@ -48,6 +69,7 @@ impl Replica {
                 node_id: self.id,
                 addr: self.advertise.clone(),
                 voter: true,
+                voter_if_room: true,
             })
             .await?
             .into_inner();
@@ -55,28 +77,32 @@ impl Replica {
         Ok(())
     }
 
-    /// Adds a replica as a learner, then (with `voter`) as a voter. Runs on the leader;
-    /// other replicas pass it on.
+    /// Adds a replica as a learner and, as `role` says, promotes it once it has caught up.
+    /// Runs on the leader; other replicas pass it on. A replica new to the membership must
+    /// answer under `id` and hold no other cluster's state.
     pub async fn join(
         &self,
         id: NodeId,
         addr: String,
-        voter: bool,
+        role: JoinAs,
     ) -> Result<Status, MembershipError> {
         if let Some(leader_addr) = self.leader_elsewhere()? {
             let request = pb::JoinRequest {
                 node_id: id,
                 addr,
-                voter,
+                voter: role != JoinAs::Learner,
+                voter_if_room: role == JoinAs::VoterIfRoom,
             };
             return self
                 .ask_leader(&leader_addr, |mut c| async move { c.join(request).await })
                 .await;
         }
-        let m = self.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership().clone();
+        // One join at a time: "is there room for a voter" is decided and acted on together.
+        let _one_join = self.join_lock.lock().await;
+        let membership = self.membership();
         let known = membership.get_node(&id).map(|n| n.addr.clone());
         if known.as_deref() != Some(addr.as_str()) {
+            self.check_joiner(id, &addr, &membership).await?;
             self.change_membership(ChangeMembers::AddNodes(BTreeMap::from([(
                 id,
                 BasicNode { addr: addr.clone() },
@@ -85,13 +111,76 @@ impl Replica {
             // Promote only once the learner has caught up, as add_learner(blocking) would.
             self.wait_caught_up(id).await?;
         }
+        let membership = self.membership();
         let is_voter = membership.voter_ids().any(|v| v == id);
+        let voter = match role {
+            JoinAs::Voter => true,
+            JoinAs::Learner => false,
+            JoinAs::VoterIfRoom => membership.voter_ids().count() < self.max_voters,
+        };
         if voter && !is_voter {
             self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
                 .await?;
         }
-        tracing::info!("replica {id} at {addr} joined (voter: {voter})");
+        tracing::info!(
+            "replica {id} at {addr} joined as a {}",
+            if voter || is_voter {
+                "voter"
+            } else {
+                "learner"
+            }
+        );
         Ok(self.status())
+    }
+
+    /// Refuses a replica that is not who the caller says, or that holds the state of another
+    /// cluster (for example its own one-voter cluster, from a start without `--join`): its
+    /// log would contradict ours. A replica removed from this cluster may come back: its
+    /// membership still names members of ours.
+    async fn check_joiner(
+        &self,
+        id: NodeId,
+        addr: &str,
+        ours: &openraft::Membership<NodeId, BasicNode>,
+    ) -> Result<(), MembershipError> {
+        let unreachable = |message: String| MembershipError::JoinerUnreachable {
+            addr: addr.to_owned(),
+            message,
+        };
+        let mut client = self
+            .clients
+            .get(addr)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut request = tonic::Request::new(pb::StatusRequest {});
+        request.set_timeout(self.write_timeout);
+        let reply = client
+            .status(request)
+            .await
+            .map_err(|e| unreachable(e.message().to_owned()))?;
+        let theirs: Status = serde_json::from_slice(&reply.into_inner().json)
+            .map_err(|e| unreachable(format!("bad status: {e}")))?;
+        if theirs.id != id {
+            return Err(MembershipError::WrongReplica {
+                addr: addr.to_owned(),
+                expected: id,
+                found: theirs.id,
+            });
+        }
+        if theirs.voters.is_empty() && theirs.learners.is_empty() {
+            return Ok(());
+        }
+        let shares_members = theirs.nodes.iter().any(|(member, member_addr)| {
+            *member != id && ours.get_node(member).map(|n| &n.addr) == Some(member_addr)
+        });
+        if shares_members {
+            Ok(())
+        } else {
+            Err(MembershipError::ForeignState {
+                id,
+                addr: addr.to_owned(),
+                voters: theirs.voters,
+            })
+        }
     }
 
     /// Removes a replica from the membership (voter or learner). Runs on the leader.
@@ -102,8 +191,7 @@ impl Replica {
                 .ask_leader(&leader_addr, |mut c| async move { c.remove(request).await })
                 .await;
         }
-        let m = self.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership().clone();
+        let membership = self.membership();
         if membership.voter_ids().any(|v| v == id) {
             if membership.voter_ids().all(|v| v == id) {
                 return Err(MembershipError::LastVoter);
@@ -111,8 +199,7 @@ impl Replica {
             self.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
                 .await?;
         }
-        let m = self.raft.metrics().borrow().clone();
-        if m.membership_config.membership().get_node(&id).is_some() {
+        if self.membership().get_node(&id).is_some() {
             self.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
                 .await?;
         }
@@ -125,6 +212,15 @@ impl Replica {
         }
         tracing::info!("replica {id} removed");
         Ok(self.status())
+    }
+
+    pub(crate) fn membership(&self) -> openraft::Membership<NodeId, BasicNode> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone()
     }
 
     /// `None` on the leader, the leader's address elsewhere.

@@ -1,7 +1,9 @@
 //! The replicated state as the rest of the master sees it: propose a command from any
 //! replica (followers forward to the leader), read linearizably, change the membership.
 
+mod departure;
 mod errors;
+pub mod learner_reaper;
 mod membership;
 mod node_calls;
 pub mod presence_lease;
@@ -18,7 +20,7 @@ use redb::Database;
 use serde::{Deserialize, Serialize};
 
 pub use errors::{MembershipError, ProposeError, QueryError, ReadError};
-pub use membership::decode_membership_reply;
+pub use membership::{JoinAs, decode_membership_reply};
 
 use crate::raft::{self, LogStore, Network, NodeId, Raft, StateMachine};
 use crate::rpc::{Clients, pb};
@@ -51,6 +53,9 @@ pub struct Status {
     pub nodes: BTreeMap<NodeId, String>,
     /// Whether this replica can currently commit writes (a leader heard from recently).
     pub has_quorum: bool,
+    /// Client sessions on this replica (filled in by the peer service).
+    #[serde(default)]
+    pub sessions: Option<u64>,
 }
 
 /// A proposal waiting for the next batch.
@@ -84,6 +89,10 @@ pub struct Replica {
     timing: raft::Timing,
     started: Instant,
     membership_lock: tokio::sync::Mutex<()>,
+    /// Held for a whole join on the leader (`membership.rs`).
+    join_lock: tokio::sync::Mutex<()>,
+    /// Replicas that join by themselves vote while the cluster has fewer voters than this.
+    max_voters: usize,
     /// When the last read-index round started, and what it returned.
     last_read_index: tokio::sync::Mutex<Option<(Instant, Option<u64>)>>,
     /// Until when this replica, as leader, answers reads from its own state (`read.rs`).
@@ -102,6 +111,7 @@ impl Replica {
         db: Arc<Database>,
         write_timeout: Duration,
         timing: raft::Timing,
+        max_voters: usize,
         tls: Option<Arc<crate::tls::PeerTls>>,
     ) -> anyhow::Result<Arc<Replica>> {
         timing.check().map_err(anyhow::Error::msg)?;
@@ -127,6 +137,8 @@ impl Replica {
             timing,
             started: Instant::now(),
             membership_lock: tokio::sync::Mutex::new(()),
+            join_lock: tokio::sync::Mutex::new(()),
+            max_voters,
             last_read_index: tokio::sync::Mutex::new(None),
             read_lease: parking_lot::Mutex::new(None),
             leader_contact_ms: AtomicU64::new(NO_CONTACT),
@@ -285,6 +297,7 @@ impl Replica {
                 .map(|(id, n)| (*id, n.addr.clone()))
                 .collect(),
             has_quorum: self.has_quorum(),
+            sessions: None,
         }
     }
 }

@@ -75,7 +75,7 @@ fn presence_holders(replica: &Replica) -> Result<Vec<NodeId>, crate::store::Stor
 }
 
 /// Whether the replica answers on its peer address.
-async fn probe(replica: &Replica, holder: NodeId) -> bool {
+pub(super) async fn probe(replica: &Replica, holder: NodeId) -> bool {
     let addr = {
         let metrics = replica.raft.metrics();
         let m = metrics.borrow();

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::wamp::{Dict, Payload};
+use crate::wamp::{Dict, Id, Payload};
 use authenticator::Authenticator;
 pub use limits::SessionLimits;
 pub use realm::Realm;
@@ -116,6 +116,20 @@ impl Router {
     pub fn close_all(&self, reason: &str, message: &str) -> usize {
         let realms: Vec<Arc<Realm>> = self.realms.read().values().cloned().collect();
         realms.iter().map(|r| r.close_all(reason, message)).sum()
+    }
+
+    /// Every client session as (realm, session id, authrole).
+    pub fn client_sessions(&self) -> Vec<(Arc<Realm>, Id, String)> {
+        let realms: Vec<Arc<Realm>> = self.realms.read().values().cloned().collect();
+        realms
+            .iter()
+            .flat_map(|realm| {
+                realm
+                    .client_members()
+                    .into_iter()
+                    .map(move |(id, role)| (realm.clone(), id, role))
+            })
+            .collect()
     }
 
     pub fn session_count(&self) -> usize {

@@ -279,6 +279,17 @@ impl Realm {
             .count()
     }
 
+    /// `(session id, authrole)` of every client session (not the master's own), for a drain.
+    pub fn client_members(&self) -> Vec<(Id, String)> {
+        self.state
+            .lock()
+            .members
+            .values()
+            .filter(|m| m.info.protocol != super::internal::PROTOCOL)
+            .map(|m| (m.info.id, m.info.authrole.clone()))
+            .collect()
+    }
+
     /// `(authid, authrole)` of every session, for reconciling them with the state.
     pub fn members(&self) -> Vec<(String, String)> {
         self.state

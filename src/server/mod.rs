@@ -2,6 +2,7 @@
 //! service and the WebSocket transport into a running master: `run(settings, listeners,
 //! shutdown)`, so tests can run a master in-process.
 
+mod drain;
 mod settings;
 
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 pub use settings::{
-    ClusterSettings, Formation, ListenerTlsFiles, STATE_FILE, Settings, SmtpSettings,
+    ClusterSettings, DrainSettings, Formation, ListenerTlsFiles, STATE_FILE, Settings, SmtpSettings,
 };
 
 use crate::auth::mailer::Mailer;
@@ -131,8 +132,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<()> {
     .await
 }
 
-/// Runs a master on bound listeners until `shutdown` completes, then closes every session
-/// with `wamp.close.system_shutdown`.
+/// Runs a master on bound listeners until `shutdown` completes, then drains: `/readyz`
+/// answers 503, and after the drain delay every session is closed with
+/// `wamp.close.system_shutdown` over the drain window; a learner leaves the cluster and a
+/// leader hands over before the replica stops.
 ///
 /// Construction follows the layers: the replica, then the router with its authenticator
 /// and relay, then the management API; the peer service starts once everything it answers
@@ -191,10 +194,15 @@ pub async fn run(
     let api = crate::api::start(&router, replica.clone())
         .await
         .context("starting the management backends")?;
+    let sessions = {
+        let router = Arc::downgrade(&router);
+        Arc::new(move || router.upgrade().map_or(0, |r| r.session_count()))
+    };
     let peer_service = PeerService::new(
         replica.clone(),
         api.node_calls(),
         deliver_relayed_events(&router),
+        sessions,
     );
     let (peer_stop, peer_stopped) = tokio::sync::oneshot::channel::<()>();
     let listener_tls = match &settings.tls {
@@ -216,6 +224,7 @@ pub async fn run(
     });
     enter_cluster(&replica, &settings.cluster.formation).await?;
     crate::replica::presence_lease::spawn(replica.clone(), settings.cluster.presence_lease);
+    crate::replica::learner_reaper::spawn(replica.clone(), settings.cluster.learner_reap);
     crate::auth::limits::spawn_purge(replica.clone());
     api.forget_earlier_sessions().await;
     let local = listeners.ws.local_addr()?;
@@ -234,16 +243,42 @@ pub async fn run(
             .join(", "),
         started.elapsed().as_millis()
     );
+    // Boxed so that dropping it closes the listening socket (no connection waits in its
+    // backlog for a replica that will never accept it).
+    let mut serving = Box::pin(transport::serve(
+        listeners.ws,
+        gateway.clone(),
+        settings.transport,
+        listener_tls,
+    ));
     tokio::select! {
-        served = transport::serve(listeners.ws, gateway.clone(), settings.transport, listener_tls) => served?,
-        () = shutdown => {
-            // Stop taking connections, tell every session, give the GOODBYEs a moment to leave.
-            gateway.ready.store(false, Ordering::Relaxed);
-            let closed = router.close_all(crate::wamp::errors::CLOSE_SYSTEM_SHUTDOWN, "the master is shutting down");
-            tracing::info!("closed {closed} sessions, shutting down");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        served = &mut serving => served?,
+        () = shutdown => {}
     }
+    let drain = settings.drain;
+    gateway.ready.store(false, Ordering::Relaxed);
+    tracing::info!(
+        "draining: /readyz answers 503; closing {} sessions in {} ms, over {} ms",
+        router.session_count(),
+        drain.delay.as_millis(),
+        drain.window.as_millis()
+    );
+    // Still accepting meanwhile: the load balancer may send a few more until it notices.
+    tokio::select! {
+        _ = &mut serving => {}
+        () = tokio::time::sleep(drain.delay) => {}
+    }
+    drop(serving);
+    let closed = drain::close_sessions(&router, drain.window).await;
+    tracing::info!("closed {closed} sessions");
+    replica.depart().await;
+    // The master's own sessions, and any client that slipped in during the drain.
+    router.close_all(
+        crate::wamp::errors::CLOSE_SYSTEM_SHUTDOWN,
+        "the master is shutting down",
+    );
+    // Give the last GOODBYEs a moment to leave.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = peer_stop.send(());
     let _ = peer_server.await;
     replica.shutdown().await;
@@ -295,7 +330,19 @@ async fn open_replica(
     let path = settings.data_dir.join(STATE_FILE);
     let db =
         crate::raft::open_database(&path).with_context(|| format!("opening {}", path.display()))?;
-    Replica::open(c.node_id, advertise, db, c.write_timeout, c.raft, tls).await
+    if !(1..=7).contains(&c.voters) {
+        anyhow::bail!("--voters must be 1 to 7 (3 or 5 advised), not {}", c.voters);
+    }
+    Replica::open(
+        c.node_id,
+        advertise,
+        db,
+        c.write_timeout,
+        c.raft,
+        c.voters,
+        tls,
+    )
+    .await
 }
 
 /// The peer port's TLS material; without it, a peer port other hosts can reach is refused
@@ -375,6 +422,12 @@ async fn enter_cluster(replica: &Arc<Replica>, formation: &Formation) -> anyhow:
     let advertise = &replica.advertise;
     if replica.raft.is_initialized().await? {
         tracing::info!("replica {id} resumes with its data ({advertise})");
+        // A learner that left on its last stop is no longer a member: it asks again (a
+        // no-op on the leader when it still is one).
+        let learner = !replica.membership().voter_ids().any(|v| v == id);
+        if let (true, Formation::Join(seeds)) = (learner, formation) {
+            join_in_background(replica.clone(), seeds.clone());
+        }
         return Ok(());
     }
     match formation {
@@ -382,25 +435,26 @@ async fn enter_cluster(replica: &Arc<Replica>, formation: &Formation) -> anyhow:
             replica.bootstrap().await?;
             tracing::info!("replica {id} formed a new cluster ({advertise})");
         }
-        Formation::Join(seeds) => {
-            let seeds = seeds.clone();
-            let replica = replica.clone();
-            tokio::spawn(async move {
-                for attempt in 0u64.. {
-                    let seed = &seeds[(attempt as usize) % seeds.len()];
-                    match replica.join_via(seed).await {
-                        Ok(()) => {
-                            tracing::info!("replica {} joined through {seed}", replica.id);
-                            return;
-                        }
-                        Err(e) => tracing::warn!("joining through {seed}: {e:#}"),
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            });
-        }
+        Formation::Join(seeds) => join_in_background(replica.clone(), seeds.clone()),
     }
     Ok(())
+}
+
+/// Asks the seeds in turn, once a second, until one takes this replica in.
+fn join_in_background(replica: Arc<Replica>, seeds: Vec<String>) {
+    tokio::spawn(async move {
+        for attempt in 0u64.. {
+            let seed = &seeds[(attempt as usize) % seeds.len()];
+            match replica.join_via(seed).await {
+                Ok(()) => {
+                    tracing::info!("replica {} joined through {seed}", replica.id);
+                    return;
+                }
+                Err(e) => tracing::warn!("joining through {seed}: {e:#}"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
 }
 
 async fn shutdown_signal() -> std::io::Result<&'static str> {

@@ -37,6 +37,11 @@ pub struct ClusterSettings {
     pub peer_tls: Option<TlsFiles>,
     /// Serve the peer port without TLS even where other hosts can reach it.
     pub insecure_peers: bool,
+    /// Replicas that join by themselves vote while there are fewer voters than this; the
+    /// others serve as learners.
+    pub voters: usize,
+    /// The leader removes a learner that has not answered for this long.
+    pub learner_reap: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -51,6 +56,8 @@ impl Default for ClusterSettings {
             presence_lease: Duration::from_secs(30),
             peer_tls: None,
             insecure_peers: false,
+            voters: 3,
+            learner_reap: Duration::from_secs(30),
         }
     }
 }
@@ -75,6 +82,26 @@ pub struct Settings {
     /// Certificate and key of the WebSocket listener; plain ws:// without them.
     pub tls: Option<ListenerTlsFiles>,
     pub cluster: ClusterSettings,
+    pub drain: DrainSettings,
+}
+
+/// How a replica that is told to stop lets its sessions go (`server/drain.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct DrainSettings {
+    /// `/readyz` answers 503 this long before the first session is closed, so that load
+    /// balancers stop sending new connections first.
+    pub delay: Duration,
+    /// Sessions are closed spread over this window, so they do not all reconnect at once.
+    pub window: Duration,
+}
+
+impl Default for DrainSettings {
+    fn default() -> Self {
+        DrainSettings {
+            delay: Duration::from_secs(3),
+            window: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The WebSocket listener's certificate chain and private key (PEM files).
@@ -139,6 +166,7 @@ impl Settings {
                 _ => None,
             },
             cluster: ClusterSettings::default(),
+            drain: DrainSettings::default(),
         }
     }
 }

@@ -60,6 +60,9 @@ impl Replica {
             .unwrap();
         let child = Process::new(env!("CARGO_BIN_EXE_fabric-master"))
             .arg("start")
+            // Stop at once: these tests do not exercise the drain (tests/python/test_cluster.py does).
+            .env("FABRIC_DRAIN_DELAY_MS", "0")
+            .env("FABRIC_DRAIN_WINDOW_MS", "0")
             .args(["--listen", &format!("127.0.0.1:{}", self.ws_port)])
             .args(["--peer-listen", &self.peer()])
             .args(["--node-id", &self.id.to_string()])

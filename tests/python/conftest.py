@@ -273,6 +273,8 @@ class Master:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=str(self.workdir),
+            # Stop at once unless a test asks for a drain with the flags (flags win over env).
+            env={**os.environ, "FABRIC_DRAIN_DELAY_MS": "0", "FABRIC_DRAIN_WINDOW_MS": "0"},
         )
         last = ["no answer yet"]
 
