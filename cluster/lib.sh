@@ -64,12 +64,15 @@ issue_cert() {
 }
 
 # start_replica I [JOIN_PEERS]: starts replica I in the background, records its ports and PID.
-# Without JOIN_PEERS it forms a new cluster. Extra flags come from $REPLICA_ARGS.
+# Without JOIN_PEERS it forms a new cluster. A replica started before keeps its ports (its
+# peer address is in the membership). Extra flags come from $REPLICA_ARGS.
 start_replica() {
   local i=$1 join=${2:-}
   local ws peer formation
-  ws=$(free_port)
-  peer=$(free_port)
+  ws=$(eval echo "\${REPLICA_${i}_WS:-}")
+  peer=$(eval echo "\${REPLICA_${i}_PEERPORT:-}")
+  [ -n "$ws" ] || ws=$(free_port)
+  [ -n "$peer" ] || peer=$(free_port)
   issue_cert "replica-$i"
   if [ -z "$join" ]; then formation=(--bootstrap); else formation=(--join "$join"); fi
   # shellcheck disable=SC2086

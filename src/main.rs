@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         Command::State(s) => runtime()?.block_on(cli::cluster::state(s)),
         Command::Certs(c) => cli::certs::certs(c),
         Command::AuthzTable => cli::authz_table(),
+        Command::Probe(p) => cli::probe::probe(p),
     }
 }
 

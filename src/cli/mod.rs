@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod probe;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ pub enum Command {
     Certs(certs::CertsArgs),
     /// Print the authorization table of the master's realms (role × URI family) as JSON.
     AuthzTable,
+    /// Health check for containers: GET /healthz (or --path) of the local listener; exit
+    /// status 0 on 200.
+    Probe(probe::ProbeArgs),
 }
 
 #[derive(Args, Debug)]
