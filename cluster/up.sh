@@ -48,46 +48,7 @@ fi
 SUPERUSER=$(cd "$(dirname "$SUPERUSER")" && pwd)/$(basename "$SUPERUSER")
 
 # haproxy first (all slots in maintenance), so the ports it holds are known.
-LB_PORT=$(free_port)
-# Two descriptors per proxied connection, within this shell's limit.
-FD_LIMIT=$(ulimit -n)
-[ "$FD_LIMIT" = unlimited ] && FD_LIMIT=1048576
-MAXCONN=$(((FD_LIMIT - 200) / 2))
-[ "$MAXCONN" -le 50000 ] || MAXCONN=50000
-HAPROXY_SOCK=$DIR/haproxy.sock
-cat >"$DIR/haproxy.cfg" <<CFG
-global
-    stats socket $HAPROXY_SOCK mode 600 level admin
-    maxconn $MAXCONN
-
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    # An upgraded WebSocket connection lives under the tunnel timeout.
-    timeout tunnel 1h
-    timeout client-fin 5s
-
-frontend fabric_ws
-    bind 127.0.0.1:$LB_PORT
-    default_backend fabric
-
-backend fabric
-    # Sessions are long: the replica with the fewest goes next.
-    balance leastconn
-    # A replica that stopped listening between two checks: try another one.
-    option redispatch
-    retries 3
-    option httpchk GET /readyz
-    http-check expect status 200
-    # A draining replica answers 503: out within ~1 s; a new one comes in gently.
-    default-server inter 500ms fall 2 rise 2 slowstart 3s
-    server-template r 1-$SLOTS 127.0.0.1:1 check disabled
-CFG
-haproxy -c -q -f "$DIR/haproxy.cfg" || die "haproxy refused $DIR/haproxy.cfg"
-haproxy -D -f "$DIR/haproxy.cfg" -p "$DIR/haproxy.pid"
-HAPROXY_PID=$(cat "$DIR/haproxy.pid")
+start_haproxy
 
 MEMBERS="" JOIN=""
 for i in $(seq 1 "$REPLICAS"); do

@@ -18,7 +18,8 @@ command -v docker >/dev/null || { echo "docker: not installed" >&2; exit 1; }
 RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"' \
   OPENSSL_STATIC=1 cargo build --release --locked --target "$TARGET" --bin fabric-master
 BIN=$CARGO_TARGET_DIR/$TARGET/release/fabric-master
-if ldd "$BIN" >/dev/null 2>&1; then
+# A static(-pie) binary names no shared library ("statically linked" / "not a dynamic executable").
+if ldd "$BIN" 2>&1 | grep -q "=>"; then
   echo "docker/build.sh: $BIN is not static:" >&2
   ldd "$BIN" >&2
   exit 1
