@@ -239,7 +239,8 @@ fn make_tls(dir: &Path) {
     }
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
     }
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
@@ -260,10 +261,31 @@ async fn faults_on_a_docker_cluster_lose_no_acknowledged_write() {
     });
 
     // Three voters: 1 forms the cluster, 2 and 3 join it.
-    let r1 = Replica::start(1, &network, &suffix, tls_dir.path(), ("FABRIC_BOOTSTRAP", "true".into())).await;
+    let r1 = Replica::start(
+        1,
+        &network,
+        &suffix,
+        tls_dir.path(),
+        ("FABRIC_BOOTSTRAP", "true".into()),
+    )
+    .await;
     let seed = format!("{}:9401", r1.name);
-    let r2 = Replica::start(2, &network, &suffix, tls_dir.path(), ("FABRIC_JOIN", seed.clone())).await;
-    let r3 = Replica::start(3, &network, &suffix, tls_dir.path(), ("FABRIC_JOIN", seed.clone())).await;
+    let r2 = Replica::start(
+        2,
+        &network,
+        &suffix,
+        tls_dir.path(),
+        ("FABRIC_JOIN", seed.clone()),
+    )
+    .await;
+    let r3 = Replica::start(
+        3,
+        &network,
+        &suffix,
+        tls_dir.path(),
+        ("FABRIC_JOIN", seed.clone()),
+    )
+    .await;
     let all = [&r1, &r2, &r3];
     peers
         .wait_for(&r1.peer, "three voters", |s| s.voters == vec![1, 2, 3])
@@ -278,7 +300,8 @@ async fn faults_on_a_docker_cluster_lose_no_acknowledged_write() {
     let writing = tokio::spawn(writer.clone().run(peers.clone()));
     writer.progress(20, "start").await;
     let by_id = |id: u64| *all.iter().find(|r| r.id == id).unwrap();
-    let set_targets = |rs: &[&Replica]| *writer.targets.lock() = rs.iter().map(|r| r.peer.clone()).collect();
+    let set_targets =
+        |rs: &[&Replica]| *writer.targets.lock() = rs.iter().map(|r| r.peer.clone()).collect();
 
     // 1. kill -9 of the leader; the others go on; it comes back on its data.
     let leader = by_id(leader_of(&peers, &all).await);
@@ -288,7 +311,9 @@ async fn faults_on_a_docker_cluster_lose_no_acknowledged_write() {
     writer.progress(20, "after kill -9 of the leader").await;
     docker(&["start", leader.container.id()]);
     peers
-        .wait_for(&leader.peer, "the killed leader back with a quorum", |s| s.has_quorum)
+        .wait_for(&leader.peer, "the killed leader back with a quorum", |s| {
+            s.has_quorum
+        })
         .await;
     set_targets(&all);
     writer.progress(10, "after the restart").await;
@@ -296,7 +321,11 @@ async fn faults_on_a_docker_cluster_lose_no_acknowledged_write() {
     // 2. A frozen follower.
     let leader_id = leader_of(&peers, &all).await;
     let follower = *all.iter().find(|r| r.id != leader_id).unwrap();
-    let rest: Vec<&Replica> = all.iter().copied().filter(|r| r.id != follower.id).collect();
+    let rest: Vec<&Replica> = all
+        .iter()
+        .copied()
+        .filter(|r| r.id != follower.id)
+        .collect();
     set_targets(&rest);
     docker(&["pause", follower.container.id()]);
     writer.progress(20, "with a paused follower").await;
@@ -309,43 +338,78 @@ async fn faults_on_a_docker_cluster_lose_no_acknowledged_write() {
     let majority: Vec<&Replica> = all.iter().copied().filter(|r| r.id != old.id).collect();
     set_targets(&majority);
     docker(&["network", "disconnect", &network, old.container.id()]);
-    writer.progress(20, "with the leader partitioned away").await;
+    writer
+        .progress(20, "with the leader partitioned away")
+        .await;
     let new_leader = leader_of(&peers, &majority).await;
     assert_ne!(new_leader, old.id);
     // The isolated replica refuses with a clear error; nothing it refused may appear later.
     let (refused, cmd) = org(1_000_000);
     let answer = peers.propose(&old.peer, &cmd).await;
     assert!(
-        matches!(answer, Err(ProposeError::NoQuorum(_) | ProposeError::Timeout(_))),
+        matches!(
+            answer,
+            Err(ProposeError::NoQuorum(_) | ProposeError::Timeout(_))
+        ),
         "a write through the isolated old leader: {answer:?}"
     );
-    let read = peers.query(&old.peer, &Query::Count { kind: Kind::Organization }).await;
+    let read = peers
+        .query(
+            &old.peer,
+            &Query::Count {
+                kind: Kind::Organization,
+            },
+        )
+        .await;
     assert!(
         read.as_ref().is_err_and(|e| e.contains("no quorum")),
         "a linearizable read on the isolated old leader: {read:?}"
     );
     docker(&["network", "connect", &network, old.container.id()]);
     peers
-        .wait_for(&old.peer, "the healed replica following the new leader", |s| {
-            s.leader.is_some_and(|l| l != old.id) && s.has_quorum
-        })
+        .wait_for(
+            &old.peer,
+            "the healed replica following the new leader",
+            |s| s.leader.is_some_and(|l| l != old.id) && s.has_quorum,
+        )
         .await;
     set_targets(&all);
     writer.progress(10, "after healing").await;
 
     // 4. A learner joins, serves a write and a read, and leaves on SIGTERM.
-    let r4 = Replica::start(4, &network, &suffix, tls_dir.path(), ("FABRIC_JOIN", seed.clone())).await;
+    let r4 = Replica::start(
+        4,
+        &network,
+        &suffix,
+        tls_dir.path(),
+        ("FABRIC_JOIN", seed.clone()),
+    )
+    .await;
     peers
-        .wait_for(&r1.peer, "replica 4 as a learner", |s| s.learners == vec![4])
+        .wait_for(&r1.peer, "replica 4 as a learner", |s| {
+            s.learners == vec![4]
+        })
         .await;
     let (oid, cmd) = org(2_000_000);
-    peers.propose(&r4.peer, &cmd).await.expect("a write through the learner");
+    peers
+        .propose(&r4.peer, &cmd)
+        .await
+        .expect("a write through the learner");
     writer.acked.lock().push(oid);
     let through_learner = peers
-        .query(&r4.peer, &Query::Get { kind: Kind::Organization, key: oid.to_string() })
+        .query(
+            &r4.peer,
+            &Query::Get {
+                kind: Kind::Organization,
+                key: oid.to_string(),
+            },
+        )
         .await
         .expect("a read through the learner");
-    assert!(!through_learner.is_null(), "the learner reads its own write back");
+    assert!(
+        !through_learner.is_null(),
+        "the learner reads its own write back"
+    );
     docker(&["stop", "-t", "30", r4.container.id()]);
     peers
         .wait_for(&r1.peer, "replica 4 gone from the membership", |s| {
@@ -364,19 +428,39 @@ async fn faults_on_a_docker_cluster_lose_no_acknowledged_write() {
         let mut missing = BTreeSet::new();
         for oid in &acked {
             let got = peers
-                .query(&r.peer, &Query::Get { kind: Kind::Organization, key: oid.to_string() })
+                .query(
+                    &r.peer,
+                    &Query::Get {
+                        kind: Kind::Organization,
+                        key: oid.to_string(),
+                    },
+                )
                 .await
                 .unwrap_or_else(|e| panic!("reading {oid} on replica {}: {e}", r.id));
             if got.is_null() {
                 missing.insert(*oid);
             }
         }
-        assert!(missing.is_empty(), "replica {} lost acknowledged writes: {missing:?}", r.id);
+        assert!(
+            missing.is_empty(),
+            "replica {} lost acknowledged writes: {missing:?}",
+            r.id
+        );
         let got = peers
-            .query(&r.peer, &Query::Get { kind: Kind::Organization, key: refused.to_string() })
+            .query(
+                &r.peer,
+                &Query::Get {
+                    kind: Kind::Organization,
+                    key: refused.to_string(),
+                },
+            )
             .await
             .unwrap();
-        assert!(got.is_null(), "replica {} holds a write that was refused", r.id);
+        assert!(
+            got.is_null(),
+            "replica {} holds a write that was refused",
+            r.id
+        );
     }
     println!(
         "{} acknowledged writes read back on 3 replicas; {failed} writes failed during faults",
