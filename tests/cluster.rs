@@ -188,6 +188,67 @@ async fn membership_changes_and_quorum_loss() {
     }
 }
 
+/// `cluster add` refuses a replica that holds another cluster's state (here: its own one-voter
+/// cluster, from a start with `--bootstrap`) or answers under another id; the cluster goes on
+/// writing. A fourth replica joining by itself becomes a learner (3 voters already), serves
+/// a write, and leaves the membership on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_are_checked_and_learners_come_and_go() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let replicas = three(root.path()).await;
+    let p1 = replicas[0].peer();
+    let bin = env!("CARGO_BIN_EXE_fabric-master");
+
+    let mut stranger = Replica::new(4, root.path(), vec!["--bootstrap".into()]);
+    stranger.start();
+    wait_for(&stranger.peer(), "its own cluster", |s| s.leader == Some(4)).await;
+    let add = |id: &str, addr: &str| {
+        Process::new(bin)
+            .args([
+                "cluster",
+                "--peer",
+                &p1,
+                "add",
+                "--node-id",
+                id,
+                "--addr",
+                addr,
+                "--learner",
+            ])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let refused = add("4", &stranger.peer());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && why.contains("holds the state of another cluster"),
+        "adding a replica with its own cluster: {why}"
+    );
+    let refused = add("5", &stranger.peer());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && why.contains("is replica 4, not 5"),
+        "adding a replica under the wrong id: {why}"
+    );
+    let s = status(&p1).await.unwrap();
+    assert_eq!(s.nodes.len(), 3, "the membership is unchanged: {s:?}");
+    write_many(&p1, 0, 20, 4).await;
+    drop(stranger);
+
+    let mut learner = Replica::new(5, root.path(), vec!["--join".into(), p1.clone()]);
+    learner.start();
+    wait_for(&p1, "replica 5 as a learner", |s| {
+        s.learners == vec![5] && s.voters == vec![1, 2, 3]
+    })
+    .await;
+    let acked = write_many(&learner.peer(), 100, 20, 4).await;
+    assert_all_present(&learner.peer(), &acked).await;
+    signal(&learner, "-TERM");
+    wait_for(&p1, "replica 5 gone", |s| !s.nodes.contains_key(&5)).await;
+}
+
 fn http_status(port: u16, path: &str) -> u16 {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

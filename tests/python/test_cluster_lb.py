@@ -23,6 +23,7 @@ import pytest
 from autobahn.wamp.exception import ApplicationError
 
 from conftest import KeyPair, aio, join, require_binary, w
+from mgmt import join_node, node_key, unique
 from crossbar_pypi import ANSI, CROSSBAR, SHELL_TIMEOUT, require_crossbar
 from waiting import wait_for, wait_until
 
@@ -289,6 +290,7 @@ class Writer:
         self.errors: list[str] = []
         self.reconnects = 0
         self.stop = asyncio.Event()
+        self.prefix = unique("w")
 
     async def run(self):
         n = 0
@@ -305,7 +307,7 @@ class Writer:
                         break
                     n += 1
                     call = asyncio.ensure_future(
-                        s.call("crossbarfabriccenter.mrealm.arealm.create_arealm", {"name": f"write-{n}"}))
+                        s.call("crossbarfabriccenter.mrealm.arealm.create_arealm", {"name": f"{self.prefix}-{n}"}))
                     await asyncio.wait([call, s.left_f], timeout=30, return_when=asyncio.FIRST_COMPLETED)
                     if not call.done():
                         call.cancel()
@@ -324,6 +326,59 @@ class Writer:
             finally:
                 self.reconnects += 1
                 await s.close()
+
+
+@aio(timeout=240)
+async def test_leader_kill_fails_no_write(cl):
+    """Killing the leader is invisible to writers: writes wait for the next leader (up to the
+    write timeout) instead of failing; only sessions on the killed replica are cut."""
+    leader = cl.cli("cluster", "status")["leader"]
+    writer = Writer(cl)
+    task = asyncio.ensure_future(writer.run())
+    try:
+        await wait_until(lambda: writer.done >= 20, 30, 0.05, what="writes before the kill")
+        os.kill(cl.pid(leader), signal.SIGKILL)
+        before = writer.done
+        await wait_until(lambda: writer.done >= before + 50, 60, 0.05, what="writes after killing the leader")
+    finally:
+        writer.stop.set()
+        await asyncio.wait_for(task, 40)
+    assert not writer.errors, writer.errors
+    await asyncio.to_thread(cl.script, "restart.sh", "--replica", str(leader))
+
+
+@aio(timeout=240)
+async def test_drain_fails_in_flight_node_calls_clearly(cl, tmp_path):
+    """A node call in flight to a node session on a draining replica fails with an error when
+    the drain closes that session: it does not hang."""
+    target = cl.replica_ids()[-1]
+    name = unique("slow")
+    kp = node_key(tmp_path, name)
+    su = await join(cl.lb, cl.keys)
+    node = await w(su.call("crossbarfabriccenter.mrealm.pair_node", kp.pubkey_hex, MRELM, name))
+    await su.close()
+    sim = await join_node(cl.replica_addr(target), kp)
+    started = asyncio.Event()
+
+    async def slow_status():
+        started.set()
+        await asyncio.sleep(120)
+        return {"management_node_id": name}
+
+    await w(sim.register(slow_status, f"crossbarfabriccenter.node.{name}.get_status"))
+    other = next(r for r in cl.replica_ids() if r != target)
+    caller = await join(cl.replica_addr(other), cl.keys, realm=MRELM)
+    # The node is online once its presence is applied everywhere.
+    await wait_until(lambda: cl.presence().get(name) == target, 20, 0.2, what="the slow node's presence")
+    call = asyncio.ensure_future(caller.call("crossbarfabriccenter.remote.node.get_status", node["oid"]))
+    await asyncio.wait_for(started.wait(), 20)
+    t0 = time.monotonic()
+    os.kill(cl.pid(target), signal.SIGTERM)
+    with pytest.raises(ApplicationError) as failed:
+        await asyncio.wait_for(call, 30)
+    print(f"the in-flight node call failed with {failed.value.error} {time.monotonic() - t0:.1f} s after SIGTERM")
+    await caller.close()
+    await asyncio.to_thread(cl.script, "restart.sh", "--replica", str(target))
 
 
 @aio(timeout=400)
