@@ -57,12 +57,21 @@ def part_learners(b, work, count):
     learners = []
     rates = {"3 voters": [], "3 voters + 2 learners": []}
 
+    cpu = {"3 voters": [], "3 voters + 2 learners": []}
+
+    def cpu_seconds(pid):
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def run(label):
+        before = cpu_seconds(r1.proc.pid)
         rep = bench_json(b, "--mode", "raft", "--peer", r1.peer, "--inflight", "100", "--count", str(count),
                          "--label", label)
+        per_write_us = (cpu_seconds(r1.proc.pid) - before) / max(rep["ops"], 1) * 1e6
         rates[label].append(rep)
-        print(f"  {label}: {rep['rate']:.0f} writes/s p50={rep['p50_us']}us p99={rep['p99_us']}us",
-              flush=True)
+        cpu[label].append(per_write_us)
+        print(f"  {label}: {rep['rate']:.0f} writes/s p50={rep['p50_us']}us p99={rep['p99_us']}us; "
+              f"leader CPU {per_write_us:.0f} us/write", flush=True)
 
     try:
         for round_ in range(2):
@@ -82,7 +91,12 @@ def part_learners(b, work, count):
         alone = statistics.mean(r["rate"] for r in rates["3 voters"])
         with_l = statistics.mean(r["rate"] for r in rates["3 voters + 2 learners"])
         print(f"  writes/s: 3 voters {alone:.0f}, with 2 learners {with_l:.0f} "
-              f"(ratio {with_l / alone:.2f}; cost {100 * (1 - with_l / alone):.1f} %)", flush=True)
+              f"(ratio {with_l / alone:.2f}; cost {100 * (1 - with_l / alone):.1f} %; all 5 processes share "
+              f"{os.cpu_count()} cores and one disk)", flush=True)
+        ca = statistics.mean(cpu["3 voters"])
+        cl = statistics.mean(cpu["3 voters + 2 learners"])
+        print(f"  leader CPU per write: 3 voters {ca:.0f} us, with 2 learners {cl:.0f} us "
+              f"(+{100 * (cl / ca - 1):.1f} %: what the learners cost the leader itself)", flush=True)
         learner = learners[0]
         follower = others[0]
         for label, peer in (("learner", learner.peer), ("voter-follower", follower.peer)):

@@ -191,12 +191,13 @@ async fn membership_changes_and_quorum_loss() {
 /// `cluster add` refuses a replica that holds another cluster's state (here: its own one-voter
 /// cluster, from a start with `--bootstrap`) or answers under another id; the cluster goes on
 /// writing. A fourth replica joining by itself becomes a learner (3 voters already), serves
-/// a write, and leaves the membership on SIGTERM.
+/// a write, and leaves the membership on SIGTERM; one killed with SIGKILL is removed by the
+/// leader once it has not answered for `--learner-reap-ms`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_are_checked_and_learners_come_and_go() {
     let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().unwrap();
-    let replicas = three(root.path()).await;
+    let replicas = three_with(root.path(), &["--learner-reap-ms".into(), "2000".into()]).await;
     let p1 = replicas[0].peer();
     let bin = env!("CARGO_BIN_EXE_fabric-master");
 
@@ -247,6 +248,18 @@ async fn joins_are_checked_and_learners_come_and_go() {
     assert_all_present(&learner.peer(), &acked).await;
     signal(&learner, "-TERM");
     wait_for(&p1, "replica 5 gone", |s| !s.nodes.contains_key(&5)).await;
+
+    let mut lost = Replica::new(6, root.path(), vec!["--join".into(), p1.clone()]);
+    lost.start();
+    wait_for(&p1, "replica 6 as a learner", |s| s.learners == vec![6]).await;
+    lost.kill();
+    let killed = Instant::now();
+    wait_for(&p1, "replica 6 reaped", |s| !s.nodes.contains_key(&6)).await;
+    assert!(
+        killed.elapsed() >= Duration::from_secs(2),
+        "reaped after {:?}, before its 2 s were up",
+        killed.elapsed()
+    );
 }
 
 fn http_status(port: u16, path: &str) -> u16 {
