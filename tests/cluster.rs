@@ -262,6 +262,80 @@ async fn joins_are_checked_and_learners_come_and_go() {
     );
 }
 
+/// StatefulSet mode (`--peers-template`, the ordinal from HOSTNAME), as the Helm chart runs
+/// the voters: started all at once they form one cluster; pod 0 restarted with an empty data
+/// dir does not form a second one but joins theirs, gets the state, and the cluster goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_pods_form_one_cluster_and_pod_0_without_data_rejoins() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    // Ports PREFIX0..PREFIX2, free now.
+    let prefix = loop {
+        let p = free_port() / 10;
+        if p >= 1000
+            && (0..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", p * 10 + i)).is_ok())
+        {
+            break p;
+        }
+    };
+    let template = format!("127.0.0.1:{prefix}{{}}");
+    let mut pods: Vec<Replica> = (0..3u16)
+        .map(|i| {
+            let mut r = Replica::new(
+                u64::from(i) + 1,
+                root.path(),
+                vec!["--peers-template".into(), template.clone()],
+            );
+            r.peer_port = prefix * 10 + i;
+            r.env = vec![("HOSTNAME".into(), format!("fm-{i}"))];
+            r
+        })
+        .collect();
+    for p in pods.iter_mut() {
+        p.start();
+    }
+    let p1 = pods[1].peer();
+    wait_for(&p1, "three voters", |s| {
+        s.voters == vec![1, 2, 3] && s.leader.is_some()
+    })
+    .await;
+    let acked = write_many(&p1, 0, 30, 3).await;
+
+    // Pod 0 loses its volume.
+    pods[0].kill();
+    std::fs::remove_dir_all(&pods[0].data_dir).unwrap();
+    pods[0].start();
+    let p0 = pods[0].peer();
+    wait_for(&p0, "pod 0 back in the one cluster", |s| {
+        s.voters == vec![1, 2, 3]
+            && s.leader.is_some_and(|l| l != 1 || s.has_quorum)
+            && s.has_quorum
+    })
+    .await;
+    // Its join went through: the leader replaced the member that had lost its data.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pods[0].log_tail(400).contains("replica 1 joined through") {
+        assert!(
+            Instant::now() < deadline,
+            "pod 0 never joined:\n{}",
+            pods[0].log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for(&p1, "replica 1 a voter again", |s| {
+        s.voters == vec![1, 2, 3]
+    })
+    .await;
+    assert_all_present(&p0, &acked).await;
+    let more = write_many(&p0, 100, 10, 2).await;
+    assert_all_present(&p1, &more).await;
+    assert_eq!(status(&p1).await.unwrap().nodes.len(), 3);
+    if std::env::var_os("KEEP_LOGS").is_some() {
+        let logs: Vec<String> = pods.iter().map(|p| p.log_tail(40)).collect();
+        println!("{}", logs.join("\n----\n"));
+    }
+}
+
 fn http_status(port: u16, path: &str) -> u16 {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -208,6 +208,7 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
                     addr,
                     voter: !learner,
                     voter_if_room: false,
+                    fresh: false,
                 })
                 .await?;
             membership_result(&reply.into_inner().json)?

@@ -184,6 +184,10 @@ pub struct ClusterFlags {
     /// ordinal comes from the host name; ordinal 0 bootstraps, the others join a lower one.
     #[arg(long, env = "FABRIC_PEERS_TEMPLATE", conflicts_with_all = ["join", "bootstrap"])]
     pub peers_template: Option<String>,
+    /// Raft id = this + the host name's StatefulSet ordinal + 1, when --node-id is not given
+    /// (a serving pool's StatefulSet beside the voters', e.g. 1000).
+    #[arg(long, env = "FABRIC_NODE_ID_BASE", conflicts_with = "node_id")]
+    pub node_id_base: Option<u64>,
     /// How long a write may wait for a leader and a quorum before it fails.
     #[arg(long, env = "FABRIC_WRITE_TIMEOUT_MS", default_value_t = 5000)]
     pub write_timeout_ms: u64,
@@ -338,13 +342,19 @@ impl ClusterFlags {
             voters: self.voters as usize,
             learner_reap: std::time::Duration::from_millis(self.learner_reap_ms.max(1)),
         };
+        if let Some(base) = self.node_id_base {
+            settings.node_id = base + host_ordinal()? + 1;
+        }
         if let Some(template) = self.peers_template {
             let ordinal = host_ordinal()?;
             let peer = |i: u64| template.replace("{}", &i.to_string());
             settings.node_id = self.node_id.unwrap_or(ordinal + 1);
             settings.advertise = Some(settings.advertise.unwrap_or_else(|| peer(ordinal)));
             settings.formation = if ordinal == 0 {
-                Formation::Bootstrap
+                // The other voters' pods: pod 0 forms the cluster only if none of them holds
+                // one (a pod 0 whose volume was lost joins the cluster instead).
+                let voters = self.voters.max(1);
+                Formation::BootstrapUnlessFormed((1..voters).map(peer).collect())
             } else {
                 Formation::Join((0..ordinal).map(peer).collect())
             };

@@ -147,7 +147,7 @@ impl pb::peer_server::Peer for PeerService {
     ) -> Result<Response<pb::MembershipReply>, Status> {
         let r = req.into_inner();
         let role = JoinAs::from_request(&r);
-        let res = self.replica.join(r.node_id, r.addr, role).await;
+        let res = self.replica.join(r.node_id, r.addr, role, r.fresh).await;
         Ok(Response::new(pb::MembershipReply { json: json(&res) }))
     }
 

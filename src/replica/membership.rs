@@ -9,6 +9,17 @@ use openraft::{BasicNode, ChangeMembers};
 
 use super::{MembershipError, Replica, Status};
 
+/// What the other voters' pods say, for a pod 0 deciding whether to form the cluster.
+#[derive(Debug)]
+pub enum Survey {
+    /// These answered with a membership: the cluster exists.
+    Formed(Vec<String>),
+    /// Every one answered, none with a membership.
+    AllEmpty,
+    /// These did not answer.
+    Silent(Vec<String>),
+}
+
 /// What a joining replica becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JoinAs {
@@ -60,6 +71,38 @@ impl Replica {
         }
     }
 
+    /// Asks each of `peers` for its state (bounded): does any of them hold a cluster?
+    pub async fn survey(&self, peers: &[String]) -> Survey {
+        let mut formed = Vec::new();
+        let mut silent = Vec::new();
+        for peer in peers {
+            match self.status_of(peer).await {
+                Ok(s) if !s.voters.is_empty() => formed.push(peer.clone()),
+                Ok(_) => {}
+                Err(_) => silent.push(peer.clone()),
+            }
+        }
+        if !formed.is_empty() {
+            Survey::Formed(formed)
+        } else if silent.is_empty() {
+            Survey::AllEmpty
+        } else {
+            Survey::Silent(silent)
+        }
+    }
+
+    /// Another replica's status over the peer port, bounded by the write timeout.
+    async fn status_of(&self, addr: &str) -> Result<Status, String> {
+        let mut client = self.clients.get(addr).map_err(|e| e.to_string())?;
+        let mut request = tonic::Request::new(pb::StatusRequest {});
+        request.set_timeout(self.write_timeout.min(Duration::from_secs(2)));
+        let reply = client
+            .status(request)
+            .await
+            .map_err(|e| e.message().to_owned())?;
+        serde_json::from_slice(&reply.into_inner().json).map_err(|e| format!("bad status: {e}"))
+    }
+
     /// Asks a running replica (any; it forwards to the leader) to take this one in: as a
     /// voter while the cluster has fewer than the leader's `--voters`, else as a learner.
     pub async fn join_via(&self, seed: &str) -> anyhow::Result<()> {
@@ -70,6 +113,7 @@ impl Replica {
                 addr: self.advertise.clone(),
                 voter: true,
                 voter_if_room: true,
+                fresh: self.started_empty,
             })
             .await?
             .into_inner();
@@ -85,6 +129,7 @@ impl Replica {
         id: NodeId,
         addr: String,
         role: JoinAs,
+        fresh: bool,
     ) -> Result<Status, MembershipError> {
         if let Some(leader_addr) = self.leader_elsewhere()? {
             let request = pb::JoinRequest {
@@ -92,6 +137,7 @@ impl Replica {
                 addr,
                 voter: role != JoinAs::Learner,
                 voter_if_room: role == JoinAs::VoterIfRoom,
+                fresh,
             };
             return self
                 .ask_leader(&leader_addr, |mut c| async move { c.join(request).await })
@@ -99,8 +145,18 @@ impl Replica {
         }
         // One join at a time: "is there room for a voter" is decided and acted on together.
         let _one_join = self.join_lock.lock().await;
-        let membership = self.membership();
-        let known = membership.get_node(&id).map(|n| n.addr.clone());
+        let mut membership = self.membership();
+        let mut known = membership.get_node(&id).map(|n| n.addr.clone());
+        if known.as_deref() == Some(addr.as_str()) && (fresh || self.lost_its_state(&addr).await) {
+            // A member that comes back with an empty data dir (a lost volume) has forgotten
+            // its log and its votes: it is removed and added again as a new replica, never
+            // counted as a voter before it has caught up. (Until its join arrives it may
+            // already take the leader's entries: `fresh` says how it started.)
+            tracing::warn!("replica {id} at {addr} came back without its data: replacing it");
+            self.remove(id).await?;
+            membership = self.membership();
+            known = None;
+        }
         if known.as_deref() != Some(addr.as_str()) {
             self.check_joiner(id, &addr, &membership).await?;
             self.change_membership(ChangeMembers::AddNodes(BTreeMap::from([(
@@ -131,6 +187,13 @@ impl Replica {
             }
         );
         Ok(self.status())
+    }
+
+    /// Whether the replica at `addr` answers with no membership at all (an empty data dir).
+    async fn lost_its_state(&self, addr: &str) -> bool {
+        self.status_of(addr)
+            .await
+            .is_ok_and(|s| s.voters.is_empty() && s.learners.is_empty())
     }
 
     /// Refuses a replica that is not who the caller says, or that holds the state of another

@@ -20,7 +20,7 @@ use redb::Database;
 use serde::{Deserialize, Serialize};
 
 pub use errors::{MembershipError, ProposeError, QueryError, ReadError};
-pub use membership::{JoinAs, decode_membership_reply};
+pub use membership::{JoinAs, Survey, decode_membership_reply};
 
 use crate::raft::{self, LogStore, Network, NodeId, Raft, StateMachine};
 use crate::rpc::{Clients, pb};
@@ -93,6 +93,8 @@ pub struct Replica {
     join_lock: tokio::sync::Mutex<()>,
     /// Replicas that join by themselves vote while the cluster has fewer voters than this.
     max_voters: usize,
+    /// Whether this replica started with no membership (an empty data dir).
+    started_empty: bool,
     /// When the last read-index round started, and what it returned.
     last_read_index: tokio::sync::Mutex<Option<(Instant, Option<u64>)>>,
     /// Until when this replica, as leader, answers reads from its own state (`read.rs`).
@@ -125,6 +127,7 @@ impl Replica {
             StateMachine::new(db.clone()),
         )
         .await?;
+        let started_empty = !raft.is_initialized().await?;
         let (batcher, queue) = tokio::sync::mpsc::unbounded_channel();
         let replica = Arc::new(Replica {
             id,
@@ -139,6 +142,7 @@ impl Replica {
             membership_lock: tokio::sync::Mutex::new(()),
             join_lock: tokio::sync::Mutex::new(()),
             max_voters,
+            started_empty,
             last_read_index: tokio::sync::Mutex::new(None),
             read_lease: parking_lot::Mutex::new(None),
             leader_contact_ms: AtomicU64::new(NO_CONTACT),

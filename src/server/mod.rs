@@ -436,8 +436,42 @@ async fn enter_cluster(replica: &Arc<Replica>, formation: &Formation) -> anyhow:
             tracing::info!("replica {id} formed a new cluster ({advertise})");
         }
         Formation::Join(seeds) => join_in_background(replica.clone(), seeds.clone()),
+        Formation::BootstrapUnlessFormed(others) => {
+            bootstrap_unless_formed(replica.clone(), others.clone())
+        }
     }
     Ok(())
+}
+
+/// Pod 0 of the voters' StatefulSet. At the first install every pod starts at once and
+/// none has a cluster: pod 0 forms it. If pod 0 comes back with an empty volume while the
+/// others hold the cluster, bootstrapping would make a second cluster under the same
+/// Service (split brain): it joins theirs instead, as a replacement member. While some pod
+/// does not answer, it cannot tell the two apart, and waits.
+fn bootstrap_unless_formed(replica: Arc<Replica>, others: Vec<String>) {
+    tokio::spawn(async move {
+        loop {
+            match replica.survey(&others).await {
+                crate::replica::Survey::Formed(members) => {
+                    tracing::info!("a cluster exists ({members:?}): joining it");
+                    join_in_background(replica, members);
+                    return;
+                }
+                crate::replica::Survey::AllEmpty => {
+                    match replica.bootstrap().await {
+                        Ok(()) => tracing::info!("replica {} formed a new cluster", replica.id),
+                        Err(e) => tracing::error!("forming the cluster: {e:#}"),
+                    }
+                    return;
+                }
+                crate::replica::Survey::Silent(silent) => tracing::info!(
+                    "waiting for {silent:?} to answer before forming a cluster (a pod 0 \
+                     with an empty volume must not form a second one)"
+                ),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
 }
 
 /// Asks the seeds in turn, once a second, until one takes this replica in.

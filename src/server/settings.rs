@@ -20,6 +20,9 @@ pub enum Formation {
     Bootstrap,
     /// Ask one of these replicas to take it in.
     Join(Vec<String>),
+    /// StatefulSet pod 0: form a new cluster once every one of these (the other voters' pods)
+    /// answers without a cluster; join the cluster one of them holds instead.
+    BootstrapUnlessFormed(Vec<String>),
 }
 
 #[derive(Debug, Clone)]

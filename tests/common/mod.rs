@@ -32,6 +32,8 @@ pub struct Replica {
     pub peer_port: u16,
     pub data_dir: PathBuf,
     pub formation: Vec<String>,
+    /// Extra environment (e.g. HOSTNAME of a StatefulSet pod).
+    pub env: Vec<(String, String)>,
     pub child: Option<Child>,
 }
 
@@ -43,6 +45,7 @@ impl Replica {
             peer_port: free_port(),
             data_dir: root.join(format!("replica{id}")),
             formation,
+            env: Vec::new(),
             child: None,
         }
     }
@@ -69,6 +72,7 @@ impl Replica {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.formation)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
