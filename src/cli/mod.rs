@@ -213,6 +213,10 @@ pub struct ClusterFlags {
     /// second). Voters are only removed by `cluster remove`.
     #[arg(long, env = "FABRIC_LEARNER_REAP_MS", default_value_t = 30_000)]
     pub learner_reap_ms: u64,
+    /// Join as a non-voting learner even while the cluster has room for voters (a serving
+    /// pool beside a set of voters).
+    #[arg(long, env = "FABRIC_LEARNER")]
+    pub learner: bool,
     #[command(flatten)]
     pub tls: PeerTlsArgs,
     /// Serve the peer port without TLS although other hosts can reach it (anyone who
@@ -341,6 +345,7 @@ impl ClusterFlags {
             insecure_peers: self.insecure_peers,
             voters: self.voters as usize,
             learner_reap: std::time::Duration::from_millis(self.learner_reap_ms.max(1)),
+            learner: self.learner,
         };
         if let Some(base) = self.node_id_base {
             settings.node_id = base + host_ordinal()? + 1;

@@ -103,16 +103,17 @@ impl Replica {
         serde_json::from_slice(&reply.into_inner().json).map_err(|e| format!("bad status: {e}"))
     }
 
-    /// Asks a running replica (any; it forwards to the leader) to take this one in: as a
-    /// voter while the cluster has fewer than the leader's `--voters`, else as a learner.
-    pub async fn join_via(&self, seed: &str) -> anyhow::Result<()> {
+    /// Asks a running replica (any; it forwards to the leader) to take this one in, as `role`
+    /// says (by default a voter while the cluster has fewer than the leader's `--voters`,
+    /// else a learner; `--learner`: always a learner).
+    pub async fn join_via(&self, seed: &str, role: JoinAs) -> anyhow::Result<()> {
         let mut client = self.clients.get(seed)?;
         let reply = client
             .join(pb::JoinRequest {
                 node_id: self.id,
                 addr: self.advertise.clone(),
-                voter: true,
-                voter_if_room: true,
+                voter: role != JoinAs::Learner,
+                voter_if_room: role == JoinAs::VoterIfRoom,
                 fresh: self.started_empty,
             })
             .await?

@@ -222,7 +222,12 @@ pub async fn run(
             tracing::error!("peer service stopped: {e:#}");
         }
     });
-    enter_cluster(&replica, &settings.cluster.formation).await?;
+    let role = if settings.cluster.learner {
+        crate::replica::JoinAs::Learner
+    } else {
+        crate::replica::JoinAs::VoterIfRoom
+    };
+    enter_cluster(&replica, &settings.cluster.formation, role).await?;
     crate::replica::presence_lease::spawn(replica.clone(), settings.cluster.presence_lease);
     crate::replica::learner_reaper::spawn(replica.clone(), settings.cluster.learner_reap);
     crate::auth::limits::spawn_purge(replica.clone());
@@ -417,7 +422,11 @@ fn reload_on_sighup(
 
 /// Resumes with the stored membership, forms a new cluster, or joins one in the background
 /// (meanwhile the replica serves and says "not ready").
-async fn enter_cluster(replica: &Arc<Replica>, formation: &Formation) -> anyhow::Result<()> {
+async fn enter_cluster(
+    replica: &Arc<Replica>,
+    formation: &Formation,
+    role: crate::replica::JoinAs,
+) -> anyhow::Result<()> {
     let id = replica.id;
     let advertise = &replica.advertise;
     if replica.raft.is_initialized().await? {
@@ -426,7 +435,7 @@ async fn enter_cluster(replica: &Arc<Replica>, formation: &Formation) -> anyhow:
         // no-op on the leader when it still is one).
         let learner = !replica.membership().voter_ids().any(|v| v == id);
         if let (true, Formation::Join(seeds)) = (learner, formation) {
-            join_in_background(replica.clone(), seeds.clone());
+            join_in_background(replica.clone(), seeds.clone(), role);
         }
         return Ok(());
     }
@@ -435,7 +444,7 @@ async fn enter_cluster(replica: &Arc<Replica>, formation: &Formation) -> anyhow:
             replica.bootstrap().await?;
             tracing::info!("replica {id} formed a new cluster ({advertise})");
         }
-        Formation::Join(seeds) => join_in_background(replica.clone(), seeds.clone()),
+        Formation::Join(seeds) => join_in_background(replica.clone(), seeds.clone(), role),
         Formation::BootstrapUnlessFormed(others) => {
             bootstrap_unless_formed(replica.clone(), others.clone())
         }
@@ -454,7 +463,7 @@ fn bootstrap_unless_formed(replica: Arc<Replica>, others: Vec<String>) {
             match replica.survey(&others).await {
                 crate::replica::Survey::Formed(members) => {
                     tracing::info!("a cluster exists ({members:?}): joining it");
-                    join_in_background(replica, members);
+                    join_in_background(replica, members, crate::replica::JoinAs::VoterIfRoom);
                     return;
                 }
                 crate::replica::Survey::AllEmpty => {
@@ -475,11 +484,11 @@ fn bootstrap_unless_formed(replica: Arc<Replica>, others: Vec<String>) {
 }
 
 /// Asks the seeds in turn, once a second, until one takes this replica in.
-fn join_in_background(replica: Arc<Replica>, seeds: Vec<String>) {
+fn join_in_background(replica: Arc<Replica>, seeds: Vec<String>, role: crate::replica::JoinAs) {
     tokio::spawn(async move {
         for attempt in 0u64.. {
             let seed = &seeds[(attempt as usize) % seeds.len()];
-            match replica.join_via(seed).await {
+            match replica.join_via(seed, role).await {
                 Ok(()) => {
                     tracing::info!("replica {} joined through {seed}", replica.id);
                     return;

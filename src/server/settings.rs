@@ -45,6 +45,8 @@ pub struct ClusterSettings {
     pub voters: usize,
     /// The leader removes a learner that has not answered for this long.
     pub learner_reap: Duration,
+    /// Join as a learner only, never taking a voter's place (a serving pool).
+    pub learner: bool,
 }
 
 impl Default for ClusterSettings {
@@ -61,6 +63,7 @@ impl Default for ClusterSettings {
             insecure_peers: false,
             voters: 3,
             learner_reap: Duration::from_secs(30),
+            learner: false,
         }
     }
 }

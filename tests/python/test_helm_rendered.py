@@ -159,7 +159,7 @@ class Pod:
         args += self.volume_args()
         args += [self.main["image"], *self.main.get("args", [])]
         docker(*args)
-        self.ip = docker("inspect", "-f", f"{{{{.NetworkSettings.Networks.{self.world.network}.IPAddress}}}}",
+        self.ip = docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{self.world.network}").IPAddress}}}}',
                          self.container)
 
     def ready(self) -> bool:
@@ -297,7 +297,7 @@ def wait_ready(world: World, pods, timeout=120):
              what=lambda: f"{[p.name for p in pods if not p.ready()]} ready\n{world.logs()}")
 
 
-def wait_membership(world: World, voters, learners, timeout=90):
+def wait_membership(world: World, voters, learners, timeout=60):
     last = {}
 
     def matches():
@@ -358,6 +358,7 @@ class SimNode:
                 await asyncio.sleep(0.3)
 
 
+@pytest.mark.timeout(300)
 def test_the_cluster_forms_from_the_rendered_configuration(world):
     wait_ready(world, world.pods())
     wait_membership(world, [1, 2, 3], [1001, 1002])
