@@ -273,6 +273,17 @@ backend pods
                 return json.loads(r.stdout)
         return None
 
+    def presence(self) -> str:
+        for pod in self.voters:
+            r = subprocess.run([require_binary(), "state", "--peer", f"{pod.ip}:9401",
+                                "--peer-tls-ca", str(self.tls_dir / "ca.crt"),
+                                "--peer-tls-cert", str(self.tls_dir / "tls.crt"),
+                                "--peer-tls-key", str(self.tls_dir / "tls.key"), "list", "presence"],
+                               capture_output=True, text=True, timeout=20, env=dict(os.environ, RUST_BACKTRACE="0"))
+            if r.returncode == 0:
+                return r.stdout
+        return "(no answer)"
+
     def logs(self) -> str:
         out = []
         for p in self.pods():
@@ -339,13 +350,38 @@ def superuser_keys():
 
 class SimNode:
     """A simulated edge node that joins through the load balancer and comes back when its
-    session is closed (a drained or restarted pod), as a real edge node does."""
+    session is closed (a drained or restarted pod), as a real edge node does. It lives on an
+    event loop of its own thread, so it outlives each test's loop."""
 
     def __init__(self, world, kp, authid):
         self.world, self.kp, self.authid = world, kp, authid
         self.session = None
         self.stop = False
         self.sessions = 0
+        self.last_error = None
+
+    def start_in_thread(self):
+        """In a fresh context: the test's session bookkeeping (conftest closes the sessions a
+        test opened when it ends) must not take the node's sessions along."""
+        import contextvars
+        import threading
+        started = threading.Event()
+
+        def main():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            self.loop.create_task(self.run())
+            started.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=lambda: contextvars.Context().run(main), daemon=True).start()
+        assert started.wait(10)
+
+    def shutdown(self):
+        self.stop = True
+        if self.session is not None:
+            self.loop.call_soon_threadsafe(self.session.drop)
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
     async def run(self):
         while not self.stop:
@@ -354,7 +390,8 @@ class SimNode:
                 await serve_node_api(self.session, self.authid)
                 self.sessions += 1
                 await asyncio.shield(self.session.left_f)
-            except Exception:  # noqa: BLE001 - reconnect, as a node does
+            except Exception as e:  # noqa: BLE001 - reconnect, as a node does
+                self.last_error = repr(e)
                 await asyncio.sleep(0.3)
 
 
@@ -375,7 +412,7 @@ async def test_client_and_edge_node_through_the_load_balancer(world, tmp_path):
     await su.close()
     world.node = SimNode(world, kp, name)
     world.node_oid = node["oid"]
-    world.node_task = asyncio.ensure_future(world.node.run())
+    world.node.start_in_thread()
     world.keys = keys
 
     async def callable_once():
@@ -385,9 +422,11 @@ async def test_client_and_edge_node_through_the_load_balancer(world, tmp_path):
                 return await w(s.call("crossbarfabriccenter.remote.node.get_status", world.node_oid), 5)
             finally:
                 await s.close()
-        except Exception:  # noqa: BLE001 - not yet
+        except Exception as e:  # noqa: BLE001 - not yet
+            world.last_error = repr(e)
             return None
 
+    world.last_error = None
     world.callable_once = callable_once
     st = await wait_until(callable_once, 30, 0.3, what="the simulated node callable through the load balancer")
     assert st["management_node_id"] == name
@@ -401,7 +440,10 @@ async def test_a_voter_restarted_with_its_volume_rejoins(world):
     world.lb_sync()
     await asyncio.to_thread(wait_ready, world, [voter])
     await asyncio.to_thread(wait_membership, world, [1, 2, 3], [1001, 1002])
-    st = await wait_until(world.callable_once, 30, 0.3, what="the node callable after the voter's restart")
+    st = await wait_until(world.callable_once, 30, 0.3, what=lambda: f"the node callable after the voter's restart ({world.last_error}, "
+                               f"node sessions {world.node.sessions}, its last error {world.node.last_error}, "
+                               f"its session left: {world.node.session.left_f.done() if world.node.session else None}; "
+                               f"presence {world.presence()}; {world.logs()})")
     assert st["management_node_id"] == world.node.authid
 
 
@@ -484,5 +526,4 @@ async def test_a_rolling_restart_loses_no_acknowledged_write(world):
     assert st["management_node_id"] == world.node.authid
     print(f"rolling restart of {len(world.pods())} pods: {len(done)} writes acknowledged, all read back; "
           f"the node reconnected {world.node.sessions} times")
-    world.node.stop = True
-    world.node_task.cancel()
+    world.node.shutdown()
