@@ -127,11 +127,19 @@ class Cluster:
         return SimpleNamespace(url=f"ws://127.0.0.1:{port}/ws", port=port, ssl=None)
 
     def cli(self, *args) -> dict | list:
-        e = dict(os.environ, **self.env)
-        e["RUST_BACKTRACE"] = "0"
-        r = subprocess.run([e["FABRIC_BIN"], *args], capture_output=True, text=True, timeout=30, env=e)
-        assert r.returncode == 0, f"fabric-master {' '.join(args)}: {r.stdout}{r.stderr}"
-        return json.loads(r.stdout)
+        """A `fabric-master` peer command, answered by the first live member (any replica
+        may have been killed by the test)."""
+        env = self.env
+        answers = []
+        for i in env["MEMBERS"].split():
+            e = dict(os.environ, **env)
+            e["RUST_BACKTRACE"] = "0"
+            e["FABRIC_PEER"] = f"127.0.0.1:{env[f'REPLICA_{i}_PEER_BY_ID']}"
+            r = subprocess.run([e["FABRIC_BIN"], *args], capture_output=True, text=True, timeout=30, env=e)
+            if r.returncode == 0:
+                return json.loads(r.stdout)
+            answers.append(f"replica {i}: {r.stdout}{r.stderr}")
+        raise AssertionError(f"fabric-master {' '.join(args)}: no member answered:\n" + "\n".join(answers))
 
     def presence(self) -> dict[str, int]:
         """Node authid → the replica holding its session, from the replicated state."""
