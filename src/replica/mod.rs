@@ -213,8 +213,17 @@ impl Replica {
         Some((leader, addr))
     }
 
-    /// Proposes a command; on a follower it is forwarded to the leader.
+    /// Proposes a command; on a follower it is forwarded to the leader. Retried with the
+    /// next leader when the current one fails, under one proposal id, so a write whose answer
+    /// was lost is not applied twice (`store/once.rs`).
     pub async fn propose(&self, cmd: Command) -> Result<serde_json::Value, ProposeError> {
+        let cmd = match cmd {
+            once @ Command::Once { .. } => once,
+            cmd => Command::Once {
+                id: uuid::Uuid::new_v4().simple().to_string(),
+                command: Box::new(cmd),
+            },
+        };
         let deadline = Instant::now() + self.write_timeout;
         loop {
             let res = match self.leader_addr() {

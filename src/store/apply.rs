@@ -218,6 +218,26 @@ struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// `command` under proposal `id`: the remembered answer if `id` was applied before
+    /// (nothing changes), else the command's answer, remembered (`store/once.rs`).
+    fn once(&self, id: &str, command: &Command) -> Step<Json> {
+        if matches!(command, Command::Once { .. }) || id.is_empty() || id.starts_with('#') {
+            return Err(Fail::Refused(ApplyError::InvalidArgument(
+                "a proposal id must be non-empty, not start with #, and wrap one command".into(),
+            )));
+        }
+        if let Some(answer) = super::once::recall(self.txn, id)? {
+            return answer.map_err(Fail::Refused);
+        }
+        let answer = match self.command(command) {
+            Ok(v) => Ok(v),
+            Err(Fail::Refused(e)) => Err(e),
+            Err(Fail::Store(e)) => return Err(Fail::Store(e)),
+        };
+        super::once::remember(self.txn, id, &answer)?;
+        answer.map_err(Fail::Refused)
+    }
+
     fn command(&self, cmd: &Command) -> Step<Json> {
         match cmd {
             Command::Insert { record } => with_record!(record, r => self.insert(r)),
@@ -230,6 +250,7 @@ impl Tx<'_> {
             } => with_kind!(kind, R => self.modify::<R>(key, delta, status_rule.as_ref())),
             Command::Delete { kind, key, cascade } => self.delete(*kind, key, *cascade),
             Command::Purge { kind, key } => self.purge(*kind, key),
+            Command::Once { id, command } => self.once(id, command),
             Command::IssueActivationToken { token } => {
                 let lookup = ActivationToken::lookup_key(&token.email, &token.pubkey);
                 let old = self.lookup::<ActivationToken>(Index::TokenByEmailPubkey, &lookup)?;

@@ -100,4 +100,8 @@ pub enum Command {
     /// A replica restarted: forget the nodes it held in its earlier life (joined before
     /// `joined_before`, ns), keeping any that joined it since.
     PresenceDropStale { replica_id: u64, joined_before: i64 },
+    /// `command`, applied at most once under the proposer's `id`: a proposal retried after
+    /// an answer was lost (the leader died after committing it) gets the first answer again
+    /// instead of being applied twice (`store/once.rs`).
+    Once { id: String, command: Box<Command> },
 }

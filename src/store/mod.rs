@@ -7,6 +7,7 @@
 mod apply;
 mod command;
 pub mod model;
+pub mod once;
 mod read;
 pub mod snapshot;
 
@@ -322,5 +323,7 @@ pub fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     for index in Index::ALL {
         txn.open_table(index.table())?;
     }
+    txn.open_table(once::APPLIED)?;
+    txn.open_table(once::APPLIED_BY_SEQ)?;
     Ok(())
 }
