@@ -195,6 +195,16 @@ pub fn apply(txn: &WriteTransaction, cmd: &Command) -> Result<Applied, StoreErro
     }
 }
 
+/// What an applied insert or upsert answered: the record it carries.
+fn own_record(command: &Command) -> Json {
+    match command {
+        Command::Insert { record } | Command::Upsert { record } => {
+            with_record!(record, r => to_json(r))
+        }
+        _ => Json::Null,
+    }
+}
+
 fn to_json<R: Record>(r: &R) -> Json {
     serde_json::to_value(r).expect("records serialize")
 }
@@ -226,15 +236,20 @@ impl Tx<'_> {
                 "a proposal id must be non-empty, not start with #, and wrap one command".into(),
             )));
         }
-        if let Some(answer) = super::once::recall(self.txn, id)? {
-            return answer.map_err(Fail::Refused);
+        match super::once::recall(self.txn, id)? {
+            Some(super::once::Recalled::Answer(answer)) => return answer.map_err(Fail::Refused),
+            Some(super::once::Recalled::OwnRecord) => return Ok(own_record(command)),
+            None => {}
         }
         let answer = match self.command(command) {
             Ok(v) => Ok(v),
             Err(Fail::Refused(e)) => Err(e),
             Err(Fail::Store(e)) => return Err(Fail::Store(e)),
         };
-        super::once::remember(self.txn, id, &answer)?;
+        // An insert or upsert answers with the record it carries: no need to store it again.
+        let own =
+            answer.is_ok() && matches!(command, Command::Insert { .. } | Command::Upsert { .. });
+        super::once::remember(self.txn, id, (!own).then_some(&answer))?;
         answer.map_err(Fail::Refused)
     }
 

@@ -29,14 +29,21 @@ const SEQ_KEY: &str = "#seq";
 #[derive(Serialize, Deserialize)]
 struct Remembered {
     seq: u64,
-    answer: Result<serde_json::Value, ApplyError>,
+    /// None: applied, and the answer is the command's own record (an insert or upsert
+    /// answers with what it stored), so it is not stored twice.
+    #[serde(default)]
+    answer: Option<Result<serde_json::Value, ApplyError>>,
+}
+
+/// What is remembered of an applied proposal.
+pub enum Recalled {
+    Answer(Result<serde_json::Value, ApplyError>),
+    /// Applied; its answer is its own record.
+    OwnRecord,
 }
 
 /// The answer given to `id` before, if it is remembered.
-pub fn recall(
-    txn: &WriteTransaction,
-    id: &str,
-) -> Result<Option<Result<serde_json::Value, ApplyError>>, StoreError> {
+pub fn recall(txn: &WriteTransaction, id: &str) -> Result<Option<Recalled>, StoreError> {
     let table = txn.open_table(APPLIED)?;
     let Some(bytes) = table.get(id)? else {
         return Ok(None);
@@ -46,14 +53,18 @@ pub fn recall(
             table: APPLIED_NAME,
             source,
         })?;
-    Ok(Some(remembered.answer))
+    Ok(Some(match remembered.answer {
+        Some(answer) => Recalled::Answer(answer),
+        None => Recalled::OwnRecord,
+    }))
 }
 
-/// Remembers `answer` for `id`, and forgets the answers that fell out of the window.
+/// Remembers `answer` for `id` (None: the command's own record), and forgets the answers
+/// that fell out of the window.
 pub fn remember(
     txn: &WriteTransaction,
     id: &str,
-    answer: &Result<serde_json::Value, ApplyError>,
+    answer: Option<&Result<serde_json::Value, ApplyError>>,
 ) -> Result<(), StoreError> {
     let mut applied = txn.open_table(APPLIED)?;
     let mut by_seq = txn.open_table(APPLIED_BY_SEQ)?;
@@ -64,7 +75,7 @@ pub fn remember(
     applied.insert(SEQ_KEY, seq.to_le_bytes().as_slice())?;
     let bytes = serde_json::to_vec(&Remembered {
         seq,
-        answer: answer.clone(),
+        answer: answer.cloned(),
     })
     .expect("answers serialize");
     applied.insert(id, bytes.as_slice())?;
