@@ -76,7 +76,7 @@ impl Replica {
         let mut formed = Vec::new();
         let mut silent = Vec::new();
         for peer in peers {
-            match self.status_of(peer).await {
+            match self.status_of(peer, self.survey_timeout()).await {
                 Ok(s) if !s.voters.is_empty() => formed.push(peer.clone()),
                 Ok(_) => {}
                 Err(_) => silent.push(peer.clone()),
@@ -91,11 +91,11 @@ impl Replica {
         }
     }
 
-    /// Another replica's status over the peer port, bounded by the write timeout.
-    async fn status_of(&self, addr: &str) -> Result<Status, String> {
+    /// Another replica's status over the peer port, bounded by `timeout`.
+    pub(crate) async fn status_of(&self, addr: &str, timeout: Duration) -> Result<Status, String> {
         let mut client = self.clients.get(addr).map_err(|e| e.to_string())?;
         let mut request = tonic::Request::new(pb::StatusRequest {});
-        request.set_timeout(self.write_timeout.min(Duration::from_secs(2)));
+        request.set_timeout(timeout);
         let reply = client
             .status(request)
             .await
@@ -190,9 +190,14 @@ impl Replica {
         Ok(self.status())
     }
 
+    /// How long a survey or a state check waits for one replica.
+    fn survey_timeout(&self) -> Duration {
+        self.write_timeout.min(Duration::from_secs(2))
+    }
+
     /// Whether the replica at `addr` answers with no membership at all (an empty data dir).
     async fn lost_its_state(&self, addr: &str) -> bool {
-        self.status_of(addr)
+        self.status_of(addr, self.survey_timeout())
             .await
             .is_ok_and(|s| s.voters.is_empty() && s.learners.is_empty())
     }
@@ -207,22 +212,13 @@ impl Replica {
         addr: &str,
         ours: &openraft::Membership<NodeId, BasicNode>,
     ) -> Result<(), MembershipError> {
-        let unreachable = |message: String| MembershipError::JoinerUnreachable {
-            addr: addr.to_owned(),
-            message,
-        };
-        let mut client = self
-            .clients
-            .get(addr)
-            .map_err(|e| unreachable(e.to_string()))?;
-        let mut request = tonic::Request::new(pb::StatusRequest {});
-        request.set_timeout(self.write_timeout);
-        let reply = client
-            .status(request)
+        let theirs = self
+            .status_of(addr, self.write_timeout)
             .await
-            .map_err(|e| unreachable(e.message().to_owned()))?;
-        let theirs: Status = serde_json::from_slice(&reply.into_inner().json)
-            .map_err(|e| unreachable(format!("bad status: {e}")))?;
+            .map_err(|message| MembershipError::JoinerUnreachable {
+                addr: addr.to_owned(),
+                message,
+            })?;
         if theirs.id != id {
             return Err(MembershipError::WrongReplica {
                 addr: addr.to_owned(),

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use super::Replica;
 use crate::raft::NodeId;
-use crate::rpc::pb;
 use crate::store::Command;
 use crate::store::model::Presence;
 
@@ -88,11 +87,9 @@ pub(super) async fn probe(replica: &Replica, holder: NodeId) -> bool {
     let Some(addr) = addr else {
         return false;
     };
-    let Ok(mut client) = replica.clients.get(&addr) else {
-        return false;
-    };
+    // Bounded as a whole too: the connect of a peer that blackholes packets included.
     matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, client.status(pb::StatusRequest {})).await,
+        tokio::time::timeout(PROBE_TIMEOUT, replica.status_of(&addr, PROBE_TIMEOUT)).await,
         Ok(Ok(_))
     )
 }
