@@ -8,6 +8,7 @@ Usage: python3 helm/check.py [--out DIR]   (a venv: pip install helm-python-sdk 
 Writes the renderings to DIR (default: a temp dir) for other tests to use.
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -93,6 +94,12 @@ def main():
                             path], capture_output=True, text=True)
         if y.returncode != 0:
             failures.append(f"{label}: yamllint: {y.stdout}{y.stderr}")
+        for d in docs:
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard"):
+                # The dashboard survives templating: the ConfigMap holds the file's JSON.
+                with open(os.path.join(CHART, "dashboards", "fabric-master.json")) as fh:
+                    if json.loads(d["data"]["fabric-master.json"]) != json.load(fh):
+                        failures.append(f"{label}: the dashboard ConfigMap differs from dashboards/fabric-master.json")
         print(f"{label}: {len(docs)} objects ({', '.join(kinds)})")
     if failures:
         print("\n".join(failures))

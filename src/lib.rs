@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`wamp`] | WAMP v2 itself: messages, the three serializers, URIs, error URIs, [`wamp::CallError`], cryptosign. Pure code, no I/O. |
 //! | [`clock`] | wall-clock time as records and the wire carry it. |
+//! | [`metrics`] | the process's counters and histograms (Prometheus/OpenMetrics), recorded by every layer; the server adds the gauges read at scrape time. |
 //! | [`store`] | the replicated state machine on redb: commands, records, the deterministic apply, reads, snapshots. |
 //! | [`tls`] | mutual TLS on the peer port: loading and reloading certificates, making a CA and certificates. |
 //! | [`rpc`] | the client side of the peer gRPC service: generated code, one channel per peer, wire types. |
@@ -28,6 +29,7 @@
 //! A module uses only the modules on its left (and its own row); nothing imports back:
 //!
 //! ```text
+//! wamp  ←  metrics  ←  every layer that records (router, transport, raft, replica, relay, server)
 //! wamp, clock, store, tls  ←  rpc  ←  raft  ←  replica  ←  {auth, relay, peer}  ←  api  ←  server  ←  cli
 //!        wamp, clock  ←  transport  ←  router  ←  authz  ←  {auth, config, api, server}
 //!                                        router  ←  {auth, relay, api, server}
@@ -47,6 +49,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod metrics;
 pub mod peer;
 pub mod raft;
 pub mod relay;

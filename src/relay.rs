@@ -13,6 +13,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
+use crate::metrics::meters;
 use crate::raft::{NodeId, codec};
 use crate::replica::Replica;
 use crate::router::{AUDIENCE_OPTIONS, PublicationRelay};
@@ -124,7 +125,10 @@ impl PublicationRelay for EventRelay {
             payload: WirePayload::from(payload.clone()),
         };
         for p in peers.iter() {
-            if p.tx.try_send(event.clone()).is_err() {
+            if p.tx.try_send(event.clone()).is_ok() {
+                meters().relay_queued().inc();
+            } else {
+                meters().count_relay_dropped(1);
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::warn!(
@@ -149,6 +153,7 @@ async fn send_loop(
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let n = batch.len() as u64;
+        meters().relay_queued().dec_by(n as i64);
         let request = pb::RelayedEvents {
             origin: me,
             events: codec::encode(&batch),
@@ -164,7 +169,11 @@ async fn send_loop(
             }
             Err(e) => Err(e.to_string()),
         };
+        if sent.is_ok() {
+            meters().count_relayed(n);
+        }
         if let Err(e) = sent {
+            meters().count_relay_dropped(n);
             let total = dropped.fetch_add(n, Ordering::Relaxed) + n;
             tracing::warn!(
                 "{n} publication(s) not relayed to replica {peer} ({e}); {total} dropped so far"

@@ -16,7 +16,7 @@ use crate::replica::Replica;
 use crate::store::model::{ActivationToken, TOKEN_PENDING};
 use crate::store::{Command, Kind};
 
-pub const RATE_LIMITED: &str = "fabric.auth-failed.rate-limited";
+pub const RATE_LIMITED: &str = crate::wamp::errors::AUTH_RATE_LIMITED;
 
 /// A code is valid this long after it was issued.
 pub const CODE_LIFETIME: Duration = Duration::from_secs(15 * 60);

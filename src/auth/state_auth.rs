@@ -23,9 +23,10 @@ const CODE_LIFETIME_MICROS: i64 = 15 * 60 * 1_000_000;
 /// The alphabet of `autobahn.util.generate_activation_code()`: no look-alike characters.
 const CODE_ALPHABET: &[u8] = b"345679ACEFGHJKLMNPQRSTUVWXY";
 
-const INVALID_PARAMETERS: &str = "fabric.auth-failed.invalid-parameters";
-const INVALID_CODE: &str = "fabric.auth-failed.invalid-activation-code";
-const EMAIL_FAILURE: &str = "fabric.auth-failed.email-failure";
+use crate::wamp::errors::{
+    AUTH_EMAIL_FAILURE as EMAIL_FAILURE, AUTH_INVALID_CODE as INVALID_CODE,
+    AUTH_INVALID_PARAMETERS as INVALID_PARAMETERS,
+};
 
 /// Role names a user may request on a management realm, as the reference's `UserRole`s.
 fn mrealm_role(name: &str) -> Option<u8> {
@@ -175,7 +176,7 @@ impl StateAuthenticator {
         }
         let unpaired = || {
             Denied::new(
-                "fabric.auth-failed.node-unpaired",
+                crate::wamp::errors::AUTH_NODE_UNPAIRED,
                 "This node is unpaired. Please pair the node with management realm first.",
             )
         };
@@ -276,7 +277,7 @@ impl StateAuthenticator {
         let Some(token) = token else {
             if code.is_some() {
                 return Err(Denied::new(
-                    "fabric.auth-failed.no-pending-activation",
+                    crate::wamp::errors::AUTH_NO_PENDING_ACTIVATION,
                     "there is no pending activation for this e-mail and key",
                 ));
             }
@@ -287,7 +288,7 @@ impl StateAuthenticator {
         if token.status == TOKEN_ACTIVE {
             if code.is_some() {
                 return Err(Denied::new(
-                    "fabric.auth-failed.no-pending-activation",
+                    crate::wamp::errors::AUTH_NO_PENDING_ACTIVATION,
                     "this key is already activated",
                 ));
             }
@@ -307,7 +308,7 @@ impl StateAuthenticator {
         let Some(code) = code else {
             let minutes = (crate::clock::now_micros() - token.created) / 60_000_000;
             return Err(Denied::new(
-                "fabric.auth-failed.pending-activation",
+                crate::wamp::errors::AUTH_PENDING_ACTIVATION,
                 format!(
                     "There is a pending activation (from {minutes} minutes ago) - please check \
                      your email inbox, or request a new code"
@@ -392,9 +393,9 @@ impl StateAuthenticator {
             }
         }
         let uri = if known {
-            "fabric.auth-failed.registered-user-auth-code-sent"
+            crate::wamp::errors::AUTH_REGISTERED_USER_CODE_SENT
         } else {
-            "fabric.auth-failed.new-user-auth-code-sent"
+            crate::wamp::errors::AUTH_NEW_USER_CODE_SENT
         };
         Err(Denied::new(
             uri,

@@ -41,25 +41,25 @@ impl StaticAuthenticator {
             .and_then(|v| v.as_str())
             .ok_or_else(|| {
                 Denied::new(
-                    "fabric.auth-failed.invalid-parameters",
+                    crate::wamp::errors::AUTH_INVALID_PARAMETERS,
                     "cryptosign needs authextra.pubkey",
                 )
             })?;
         let key = cryptosign::parse_pubkey(pubkey).ok_or_else(|| {
             Denied::new(
-                "fabric.auth-failed.invalid-parameters",
+                crate::wamp::errors::AUTH_INVALID_PARAMETERS,
                 "authextra.pubkey is not a 32-byte hex Ed25519 key",
             )
         })?;
         if !self.superusers.contains(&key) {
             if hello.authrole.as_deref() == Some("node") {
                 return Err(Denied::new(
-                    "fabric.auth-failed.node-unpaired",
+                    crate::wamp::errors::AUTH_NODE_UNPAIRED,
                     "This node is unpaired. Please pair the node with management realm first.",
                 ));
             }
             return Err(Denied::new(
-                "fabric.auth-failed.unknown-key",
+                crate::wamp::errors::AUTH_UNKNOWN_KEY,
                 format!("no principal with public key {pubkey}"),
             ));
         }

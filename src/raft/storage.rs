@@ -378,6 +378,7 @@ fn build_snapshot(db: &Database) -> StorageResult<Snapshot<TypeConfig>> {
         snapshot_id,
     };
     save_snapshot(db, &meta, &data)?;
+    crate::metrics::meters().snapshot_built(data.len());
     Ok(Snapshot {
         meta,
         snapshot: Box::new(Cursor::new(data)),
@@ -495,7 +496,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 t.insert("meta", enc(&meta).as_slice()).map_err(io)?;
                 t.insert("data", data.as_slice()).map_err(io)?;
             }
-            txn.commit().map_err(io)
+            txn.commit().map_err(io)?;
+            crate::metrics::meters().snapshot_installed(data.len());
+            Ok(())
         })
         .await
     }

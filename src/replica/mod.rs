@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use errors::{MembershipError, ProposeError, QueryError, ReadError};
 pub use membership::{JoinAs, Survey, decode_membership_reply};
 
+use crate::metrics::meters;
 use crate::raft::{self, LogStore, Network, NodeId, Raft, StateMachine};
 use crate::rpc::{Clients, pb};
 use crate::store::{Command, Index, Kind};
@@ -224,7 +225,25 @@ impl Replica {
                 command: Box::new(cmd),
             },
         };
-        let deadline = Instant::now() + self.write_timeout;
+        let started = Instant::now();
+        let res = self.propose_until(cmd, started + self.write_timeout).await;
+        let outcome = match &res {
+            Ok(_) => "ok",
+            Err(ProposeError::Refused(_)) => "refused",
+            Err(ProposeError::NotLeader { .. }) => "not_leader",
+            Err(ProposeError::NoQuorum(_)) => "no_quorum",
+            Err(ProposeError::Timeout(_)) => "timeout",
+            Err(ProposeError::Fatal(_)) => "fatal",
+        };
+        meters().observe_proposal(outcome, started.elapsed());
+        res
+    }
+
+    async fn propose_until(
+        &self,
+        cmd: Command,
+        deadline: Instant,
+    ) -> Result<serde_json::Value, ProposeError> {
         loop {
             let res = match self.leader_addr() {
                 Some((leader, _)) if leader == self.id => self.propose_here(cmd.clone()).await,
@@ -284,6 +303,23 @@ impl Replica {
             Ok(Err(_)) => Err(ProposeError::Fatal("the batcher stopped".into())),
             Err(_) => Err(ProposeError::Timeout(self.write_timeout.as_millis() as u64)),
         }
+    }
+
+    /// On the leader: how many log entries each other member has yet to receive; empty on
+    /// the others.
+    pub fn replication_lag(&self) -> Vec<(NodeId, u64)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let last = m.last_log_index.unwrap_or(0);
+        m.replication
+            .iter()
+            .flat_map(|r| r.iter())
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, matched)| {
+                let matched = matched.map(|l| l.index).unwrap_or(0);
+                (*id, last.saturating_sub(matched))
+            })
+            .collect()
     }
 
     pub fn status(&self) -> Status {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::Replica;
+use crate::metrics::CallPath;
 use crate::raft::{NodeId, codec};
 use crate::rpc::{WirePayload, WireResult, pb};
 use crate::wamp::{CallError, Payload};
@@ -10,6 +11,22 @@ use crate::wamp::{CallError, Payload};
 impl Replica {
     /// Routes a call to a node whose session is held by replica `holder`.
     pub async fn call_node_on(
+        &self,
+        holder: NodeId,
+        realm: &str,
+        procedure: &str,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<Payload, CallError> {
+        let started = std::time::Instant::now();
+        let res = self
+            .call_node_via(holder, realm, procedure, payload, timeout)
+            .await;
+        crate::metrics::meters().observe_call(CallPath::CrossReplica, started.elapsed());
+        res
+    }
+
+    async fn call_node_via(
         &self,
         holder: NodeId,
         realm: &str,

@@ -16,6 +16,12 @@ const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 impl Replica {
     /// Waits until this replica's state reflects every write acknowledged before the call.
     pub async fn linearize(&self) -> Result<(), ReadError> {
+        let res = self.linearize_once().await;
+        crate::metrics::meters().count_read(if res.is_ok() { "ok" } else { "no_quorum" });
+        res
+    }
+
+    async fn linearize_once(&self) -> Result<(), ReadError> {
         if self.holds_read_lease() {
             return Ok(());
         }

@@ -237,6 +237,7 @@ impl State {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         if !is_valid_uri(&topic, UriCheck::Loose) {
+            self.meters.publication_refused(errors::INVALID_URI);
             if acknowledge {
                 self.reply(
                     sid,
@@ -251,6 +252,7 @@ impl State {
             return;
         }
         let Some(rule) = self.rule(sid, &topic, Action::Publish) else {
+            self.meters.publication_refused(errors::NOT_AUTHORIZED);
             if acknowledge {
                 self.reply(
                     sid,
@@ -277,6 +279,7 @@ impl State {
             base.insert("publisher_authid".into(), p.authid.as_str().into());
             base.insert("publisher_authrole".into(), p.authrole.as_str().into());
         }
+        self.meters.published();
         self.relay_out(&topic, &options, &base, &payload);
         self.deliver(Some(sid), &options, &topic, publication, base, payload);
         if acknowledge {
@@ -343,6 +346,7 @@ impl State {
         payload: Payload,
     ) {
         let audience = Audience::from_options(publisher, options);
+        let mut delivered = 0;
         for sub_id in self.broker.index.all_matching(topic) {
             let sub = &self.broker.subs[&sub_id];
             let mut details = base.clone();
@@ -360,8 +364,10 @@ impl State {
                     && audience.admits(*s, &m.info.authid, &m.info.authrole)
                 {
                     m.send_arc(event.clone());
+                    delivered += 1;
                 }
             }
         }
+        self.meters.delivered(delivered);
     }
 }

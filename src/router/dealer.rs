@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::Duration;
 
+use crate::metrics::{self, CallPath};
 use crate::wamp::uri::{MatchPolicy, UriCheck, is_valid_pattern, is_valid_uri};
 use crate::wamp::{Dict, Id, Message, Payload, Value, errors, message::code};
 
@@ -117,6 +118,8 @@ pub(crate) struct PendingCall {
     /// Set by a `kill` cancel: the caller waits for the callee's final answer.
     interrupted: bool,
     timer: Option<tokio::task::AbortHandle>,
+    started: std::time::Instant,
+    path: CallPath,
 }
 
 #[derive(Default)]
@@ -298,6 +301,12 @@ impl State {
                 .get("disclose_me")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+        // Calls under the retargeting prefix (`remote.*` in a management realm) are timed
+        // apart, whether retargeted straight to the node's callee or served by their backend.
+        let path = match &self.retarget {
+            Some(r) if procedure.starts_with(r.prefix()) => CallPath::Remote,
+            _ => CallPath::Local,
+        };
         let (procedure, payload) = self.retargeted(sid, procedure, payload);
         let Some(reg_id) = self.dealer.index.best_match(&procedure) else {
             if procedure.starts_with("wamp.") {
@@ -385,6 +394,8 @@ impl State {
                 progress,
                 interrupted: false,
                 timer,
+                started: std::time::Instant::now(),
+                path,
             },
         );
         self.dealer.by_call.insert((sid, request), inv);
@@ -574,6 +585,7 @@ impl State {
         if let Some(t) = &p.timer {
             t.abort();
         }
+        metrics::meters().observe_call(p.path, p.started.elapsed());
         Some(p)
     }
 

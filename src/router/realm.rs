@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
+use crate::metrics::{self, RealmMeters};
 use crate::wamp::{Dict, Id, Message, Payload, Value, message::code};
 
 use super::broker::Broker;
@@ -38,6 +39,7 @@ pub(crate) struct State {
     pub default_call_timeout_ms: Option<u64>,
     pub retarget: Option<Arc<dyn CallRetarget>>,
     pub relay: RelayTo,
+    pub meters: RealmMeters,
 }
 
 /// Serves some CALLs by another procedure directly: the dealer invokes the target's callee
@@ -69,7 +71,20 @@ pub(crate) fn error_reply(request_type: u64, request: Id, uri: &str, message: St
 }
 
 impl State {
+    /// Sends `msg` to member `to`; answers to CALLs are counted here, the one place every
+    /// one of them passes (a progressive result is not an answer).
     pub fn reply(&self, to: Id, msg: Message) {
+        match &msg {
+            Message::Result { details, .. } if !details.contains_key("progress") => {
+                self.meters.call_ok()
+            }
+            Message::Error {
+                request_type: code::CALL,
+                error,
+                ..
+            } => self.meters.call_failed(error),
+            _ => {}
+        }
         if let Some(m) = self.members.get(&to) {
             m.send(msg);
         }
@@ -150,6 +165,7 @@ impl Realm {
             realm: name.clone(),
             relay,
         };
+        let meters = metrics::meters().for_realm(&metrics::meters().realm_label(&name));
         Arc::new_cyclic(|me| Realm {
             name,
             roles: roles
@@ -164,6 +180,7 @@ impl Realm {
                 default_call_timeout_ms,
                 retarget: None,
                 relay,
+                meters,
             }),
             me: me.clone(),
         })
@@ -268,6 +285,18 @@ impl Realm {
             .values()
             .filter(|m| m.info.protocol != super::internal::PROTOCOL)
             .count()
+    }
+
+    /// This realm's label in the metrics, and its client sessions by authrole.
+    pub fn sessions_by_role(&self) -> (String, HashMap<String, usize>) {
+        let st = self.state.lock();
+        let mut by_role: HashMap<String, usize> = HashMap::new();
+        for m in st.members.values() {
+            if m.info.protocol != super::internal::PROTOCOL {
+                *by_role.entry(m.info.authrole.clone()).or_default() += 1;
+            }
+        }
+        (st.meters.label().to_owned(), by_role)
     }
 
     /// Says GOODBYE to every session (used on shutdown).

@@ -43,6 +43,7 @@ pub(crate) fn enforce(realm: &Realm, budget: usize) -> usize {
                 );
                 m.kill.notify_one();
                 total -= queued;
+                crate::metrics::meters().count_slow_session_dropped();
                 dropped += 1;
             }
         }

@@ -73,6 +73,11 @@ impl Session {
     fn abort(&mut self, reason: &str, message: impl Into<String>) -> Flow {
         let message = message.into();
         tracing::info!(peer = %self.peer, reason, %message, "session aborted");
+        // Before WELCOME (the phase is `Closed` while a HELLO or AUTHENTICATE is handled)
+        // an ABORT refuses the session: counted by its reason.
+        if !matches!(self.phase, Phase::Established { .. }) {
+            crate::metrics::meters().count_auth_rejected(reason);
+        }
         self.send(Message::Abort {
             details: crate::dict! {"message" => message},
             reason: reason.to_owned(),

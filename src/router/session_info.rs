@@ -72,6 +72,7 @@ impl Member {
             Err(e) => {
                 tracing::warn!(session = self.info.id, authid = %self.info.authid, "dropping slow session: {e}");
                 self.kill.notify_one();
+                crate::metrics::meters().count_slow_session_dropped();
             }
         }
     }

@@ -5,6 +5,7 @@
 mod drain;
 mod formation;
 mod settings;
+mod state_gauges;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use settings::{
 use crate::auth::mailer::Mailer;
 use crate::auth::{AnonymousRealm, StateAuthenticator, StaticAuthenticator, keyfile};
 use crate::config::{RealmConfig, global_realm};
+use crate::metrics::Exposition;
 use crate::peer::{PeerService, RelayedEventsFn};
 use crate::relay::EventRelay;
 use crate::replica::Replica;
@@ -30,12 +32,14 @@ use crate::tls::PeerTls;
 use crate::transport::tls::{ChannelBinding, ListenerTls};
 use crate::transport::{self, Acceptor, Inbox};
 use crate::wamp::Protocol;
+use state_gauges::StateGauges;
 
 /// The transport's view of the router.
 pub struct Gateway {
     router: Arc<Router>,
     replica: Arc<Replica>,
     ready: AtomicBool,
+    metrics: Exposition,
 }
 
 impl Acceptor for Gateway {
@@ -56,24 +60,7 @@ impl Acceptor for Gateway {
     }
 
     fn metrics(&self) -> String {
-        let s = self.replica.status();
-        format!(
-            "# TYPE fabric_sessions gauge\nfabric_sessions {}\n# TYPE fabric_realms gauge\nfabric_realms {}\n\
-             # TYPE fabric_raft_is_leader gauge\nfabric_raft_is_leader {}\n\
-             # TYPE fabric_raft_has_quorum gauge\nfabric_raft_has_quorum {}\n\
-             # TYPE fabric_raft_term gauge\nfabric_raft_term {}\n\
-             # TYPE fabric_raft_last_applied gauge\nfabric_raft_last_applied {}\n\
-             # TYPE fabric_raft_voters gauge\nfabric_raft_voters {}\n\
-             # TYPE fabric_outbound_queued_bytes gauge\nfabric_outbound_queued_bytes {}\n",
-            self.router.session_count(),
-            self.router.realm_names().len(),
-            u8::from(s.leader == Some(s.id)),
-            u8::from(s.has_quorum),
-            s.term,
-            s.last_applied.unwrap_or(0),
-            s.voters.len(),
-            transport::queued_total(),
-        )
+        self.metrics.render()
     }
 }
 
@@ -238,6 +225,11 @@ pub async fn run(
         router: router.clone(),
         replica: replica.clone(),
         ready: AtomicBool::new(true),
+        metrics: Exposition::new(StateGauges {
+            router: router.clone(),
+            replica: replica.clone(),
+            state_file: settings.data_dir.join(STATE_FILE),
+        }),
     });
     tracing::info!(
         "fabric-master ready on {}://{local}/ws (realms: {}) in {} ms",

@@ -51,7 +51,7 @@ pub async fn run<A: Acceptor, S: Stream>(
             return Ok(http::respond(
                 &mut stream,
                 "200 OK",
-                "text/plain; version=0.0.4",
+                crate::metrics::CONTENT_TYPE,
                 &acceptor.metrics(),
             )
             .await?);

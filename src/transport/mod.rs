@@ -97,7 +97,7 @@ pub trait Acceptor: Send + Sync + 'static {
     ) -> (Self::Handler, Inbox, Arc<Notify>);
     /// `/readyz` answers 200 only when this is true.
     fn ready(&self) -> bool;
-    /// Extra lines for `/metrics` (Prometheus text format).
+    /// The `/metrics` page, in the OpenMetrics text format (`crate::metrics`).
     fn metrics(&self) -> String;
 }
 

@@ -41,6 +41,19 @@ pub const LIMIT_EXCEEDED: &str = "fabric.error.limit-exceeded";
 pub const NO_QUORUM: &str = "fabric.error.no-quorum";
 pub const NODE_ALREADY_PAIRED: &str = "fabric.node-already-paired";
 pub const NODE_NOT_PAIRED: &str = "fabric.node-not-paired";
+// Why the master refuses a HELLO (ABORT reasons of the reference master's authenticators).
+pub const AUTH_INVALID_PARAMETERS: &str = "fabric.auth-failed.invalid-parameters";
+pub const AUTH_INVALID_CODE: &str = "fabric.auth-failed.invalid-activation-code";
+pub const AUTH_EMAIL_FAILURE: &str = "fabric.auth-failed.email-failure";
+pub const AUTH_NODE_UNPAIRED: &str = "fabric.auth-failed.node-unpaired";
+pub const AUTH_NO_PENDING_ACTIVATION: &str = "fabric.auth-failed.no-pending-activation";
+pub const AUTH_PENDING_ACTIVATION: &str = "fabric.auth-failed.pending-activation";
+pub const AUTH_REGISTERED_USER_CODE_SENT: &str =
+    "fabric.auth-failed.registered-user-auth-code-sent";
+pub const AUTH_NEW_USER_CODE_SENT: &str = "fabric.auth-failed.new-user-auth-code-sent";
+pub const AUTH_UNKNOWN_KEY: &str = "fabric.auth-failed.unknown-key";
+/// Too many HELLOs from one source (`auth::limits`).
+pub const AUTH_RATE_LIMITED: &str = "fabric.auth-failed.rate-limited";
 
 pub const CLOSE_NORMAL: &str = "wamp.close.normal";
 pub const CLOSE_GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
