@@ -70,8 +70,54 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub peer: PeerArgs,
     /// File to write the backup to.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "out_dir", conflicts_with = "out_dir")]
+    pub out: Option<PathBuf>,
+    /// Directory to write a timestamped backup into
+    /// (`fabric-master-backup-YYYYMMDDTHHMMSSZ.bin`), for scheduled backups.
+    #[arg(long, env = "FABRIC_BACKUP_DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// With --out-dir: keep only the newest N backups there (older ones are deleted after the
+    /// new one is written); 0 keeps all.
+    #[arg(
+        long,
+        env = "FABRIC_BACKUP_KEEP",
+        default_value_t = 0,
+        requires = "out_dir"
+    )]
+    pub keep: usize,
+}
+
+/// The names `backup --out-dir` writes: sortable by time.
+const BACKUP_PREFIX: &str = "fabric-master-backup-";
+const BACKUP_SUFFIX: &str = ".bin";
+
+/// `fabric-master-backup-20261129T171000.123Z.bin` for now (UTC, to the millisecond).
+fn backup_name() -> String {
+    let micros = crate::clock::now_micros().max(0) as u64;
+    let iso = crate::clock::format_utc(micros / 1_000_000); // 2026-11-29T17:10:00.000Z
+    let compact: String = iso[..19]
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    let millis = micros / 1000 % 1000;
+    format!("{BACKUP_PREFIX}{compact}.{millis:03}Z{BACKUP_SUFFIX}")
+}
+
+/// Deletes all but the newest `keep` backups in `dir`; returns the deleted names.
+fn prune_backups(dir: &std::path::Path, keep: usize) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(BACKUP_PREFIX) && n.ends_with(BACKUP_SUFFIX))
+        .collect();
+    names.sort();
+    let excess = names.len().saturating_sub(keep);
+    let old: Vec<String> = names.into_iter().take(excess).collect();
+    for name in &old {
+        std::fs::remove_file(dir.join(name))
+            .with_context(|| format!("deleting the old backup {name}"))?;
+    }
+    Ok(old)
 }
 
 #[derive(Args, Debug)]
@@ -266,14 +312,30 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         data.extend_from_slice(&chunk?.data);
     }
     let objects = crate::store::snapshot::object_count(&data)?;
-    let tmp = args.out.with_extension("partial");
+    let out = match (&args.out, &args.out_dir) {
+        (Some(out), _) => out.clone(),
+        (None, Some(dir)) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let out = dir.join(backup_name());
+            anyhow::ensure!(!out.exists(), "{} exists already", out.display());
+            out
+        }
+        (None, None) => anyhow::bail!("give --out FILE or --out-dir DIR"),
+    };
+    // Written aside and renamed: a backup that is there is whole.
+    let tmp = out.with_extension("partial");
     std::fs::write(&tmp, &data).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.out)?;
+    std::fs::rename(&tmp, &out)?;
     eprintln!(
         "wrote {} ({} bytes, {objects} objects)",
-        args.out.display(),
+        out.display(),
         data.len()
     );
+    if let (Some(dir), true) = (&args.out_dir, args.keep > 0) {
+        for name in prune_backups(dir, args.keep)? {
+            eprintln!("deleted the old backup {name}");
+        }
+    }
     Ok(())
 }
 
@@ -337,4 +399,34 @@ pub async fn state(args: StateArgs) -> anyhow::Result<()> {
         serde_json::from_slice(&reply.into_inner().result)?;
     println!("{}", serde_json::to_string_pretty(&res?)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_names_sort_by_time_and_pruning_keeps_the_newest() {
+        let name = backup_name();
+        assert!(
+            name.starts_with(BACKUP_PREFIX) && name.ends_with("Z.bin"),
+            "{name}"
+        );
+        assert_eq!(
+            name.len(),
+            BACKUP_PREFIX.len() + "20261129T171000.123Z.bin".len()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for stamp in ["20261101T000000Z", "20261103T000000Z", "20261102T000000Z"] {
+            std::fs::write(dir.path().join(format!("{BACKUP_PREFIX}{stamp}.bin")), b"x").unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), b"not a backup").unwrap();
+        let deleted = prune_backups(dir.path(), 2).unwrap();
+        assert_eq!(
+            deleted,
+            vec![format!("{BACKUP_PREFIX}20261101T000000Z.bin")]
+        );
+        assert!(dir.path().join("notes.txt").exists());
+        assert_eq!(prune_backups(dir.path(), 2).unwrap(), Vec::<String>::new());
+    }
 }

@@ -8,8 +8,8 @@ empty one per serving pod (emptyDir), and the headless Service's DNS name as a n
 alias. haproxy, health-checking `/readyz`, stands in for the client Service.
 
 From the rendered configuration alone: the cluster forms (voters 1-3, learners 1001, 1002);
-a client and a simulated edge node work through the load balancer; a voter restarted with its
-volume rejoins; the serving pool scaled 2 → 4 → 1 changes the membership accordingly; a
+a client and a simulated edge node work through the load balancer; the backup CronJob's pod
+writes backups that restore and keeps the newest; a voter restarted with its volume rejoins; the serving pool scaled 2 → 4 → 1 changes the membership accordingly; a
 rolling restart of every pod, one at a time and each waited for until ready, loses no
 acknowledged write and leaves the node callable.
 
@@ -126,6 +126,14 @@ class Pod:
                 args += ["-v", f"{self.world.suffix}-{m['name']}-{self.name}:{m['mountPath']}"]
             elif "emptyDir" in v:  # a fresh one per pod
                 args += ["-v", f"{self.world.suffix}-{m['name']}-{self.name}-{self.generation}:{m['mountPath']}"]
+            elif "persistentVolumeClaim" in v:  # a claim of the chart's: a directory here,
+                # group-writable for fsGroup as Kubernetes makes it
+                d = self.world.base / "pvc" / v["persistentVolumeClaim"]["claimName"]
+                if not d.exists():
+                    d.mkdir(parents=True)
+                    os.chown(d, 0, self.world.fs_group)
+                    d.chmod(0o2775)
+                args += ["-v", f"{d}:{m['mountPath']}"]
             elif "secret" in v:
                 files = self.world.rendering.secret_files(v["secret"]["secretName"])
                 items = v["secret"].get("items") or [{"key": k, "path": k} for k in files]
@@ -143,11 +151,14 @@ class Pod:
                 raise AssertionError(f"volume kind not emulated: {v}")
         return args
 
-    def run(self):
+    def run(self, replica: bool = True):
+        """A replica pod gets its peer name and the headless Service's name (which resolves to
+        every replica pod, ready or not); a Job's pod neither."""
         psc = self.spec.get("securityContext", {})
         sc = self.main.get("securityContext", {})
+        aliases = ["--network-alias", self.fqdn, "--network-alias", self.world.peer_domain] if replica else []
         args = ["run", "-d", "--name", self.container, "--hostname", self.name,
-                "--network", self.world.network, "--network-alias", self.fqdn,
+                "--network", self.world.network, *aliases,
                 "--user", f"{psc['runAsUser']}:{psc['runAsGroup']}", "--group-add", str(psc["fsGroup"]),
                 "--security-opt", "no-new-privileges"]
         if sc.get("readOnlyRootFilesystem"):
@@ -430,6 +441,38 @@ async def test_client_and_edge_node_through_the_load_balancer(world, tmp_path):
     world.callable_once = callable_once
     st = await wait_until(callable_once, 30, 0.3, what="the simulated node callable through the load balancer")
     assert st["management_node_id"] == name
+
+
+@pytest.mark.timeout(180)
+def test_the_backup_cronjob_writes_backups_that_restore(world, tmp_path):
+    """The CronJob's pod, run as the Job controller would (three times): each run writes a
+    whole backup through the headless Service's name with the rendered peer certificate, the
+    oldest beyond `keep` (2) are deleted, and the newest restores into a fresh data dir."""
+    cj = world.rendering.one("CronJob", "-backup")
+    template = cj["spec"]["jobTemplate"]["spec"]["template"]
+    assert template["spec"]["restartPolicy"] == "Never"
+    job = Pod(world, {"metadata": {"name": cj["metadata"]["name"]}, "spec": {"template": template}}, 0)
+    claim = next(v for v in template["spec"]["volumes"] if "persistentVolumeClaim" in v)
+    backups = world.base / "pvc" / claim["persistentVolumeClaim"]["claimName"]
+    seen = []
+    for run in range(3):
+        job.container = f"{job.name}-{run}-{world.suffix}"
+        job.run(replica=False)
+        code = docker("wait", job.container, timeout=120)
+        logs = subprocess.run(["docker", "logs", job.container], capture_output=True, text=True)
+        docker("rm", job.container)
+        assert code == "0", f"backup run {run} exited {code}:\n{logs.stdout}{logs.stderr}"
+        names = sorted(p.name for p in backups.glob("fabric-master-backup-*.bin"))
+        seen.append(names)
+        assert len(names) == min(run + 1, 2), (run, names, logs.stderr)
+    assert seen[2][0] == seen[1][1], f"the oldest was deleted, the newest kept: {seen}"
+    assert not list(backups.glob("*.partial"))
+    r = subprocess.run([require_binary(), "restore", "--from", str(backups / seen[2][-1]),
+                        "--data-dir", str(tmp_path / "restored"), "--node-id", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    objects = int(re.search(r"restored (\d+) objects", r.stderr).group(1))
+    assert objects >= 2, r.stderr  # at least helm-mrealm and its node, made by the test before
 
 
 @aio(timeout=240)

@@ -19,6 +19,13 @@ app.kubernetes.io/name: {{ include "fabric-master.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The backup Job's pods: their own name, so no Service or PDB of the replicas selects them. */}}
+{{- define "fabric-master.backupLabels" -}}
+app.kubernetes.io/name: {{ include "fabric-master.name" . }}-backup
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: backup
+{{- end }}
+
 {{- define "fabric-master.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "fabric-master.selectorLabels" . }}
