@@ -37,11 +37,29 @@ type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
 /// Opens (or creates) the replica's database and makes sure every table exists.
 pub fn open_database(path: &Path) -> Result<Arc<Database>, StoreError> {
-    // redb caches up to 1 GiB by default; the state of a master is far smaller.
+    let existing = path.metadata().is_ok_and(|m| m.len() > 0);
+    let damaged = |reason: String| StoreError::Damaged {
+        path: path.display().to_string(),
+        reason,
+    };
     let db = redb::Builder::new()
+        // redb caches up to 1 GiB by default; the state of a master is far smaller.
         .set_cache_size(64 << 20)
+        // A file altered outside redb is refused rather than trusted: the open verifies the
+        // checksum of every page of the committed trees (it reads the whole file once, which
+        // for a master's state takes well under a second). A crash (kill -9, power loss) is
+        // not damage: redb recovers from it by itself.
+        .set_check_integrity_on_open(existing)
         .create(path)
-        .map_err(redb::Error::from)?;
+        .map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => damaged(why),
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if existing && io.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                damaged(format!("shorter than its contents say: {io}"))
+            }
+            other => StoreError::from(redb::Error::from(other)),
+        })?;
     let txn = db.begin_write()?;
     txn.open_table(LOG)?;
     txn.open_table(LOG_META)?;

@@ -266,6 +266,14 @@ pub enum StoreError {
     },
     #[error("corrupt snapshot: {0}")]
     Snapshot(String),
+    /// The file was altered outside redb (a bad disk, a bad copy, a truncation): refused
+    /// rather than served.
+    #[error(
+        "the state file {path} is damaged ({reason}); this replica will not serve it. Move it \
+         away and start the replica on an empty data dir: it rejoins its cluster and gets the \
+         state from the others (a cluster of one: restore a backup with `fabric-master restore`)"
+    )]
+    Damaged { path: String, reason: String },
 }
 
 macro_rules! redb_errors {
