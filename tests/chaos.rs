@@ -1,7 +1,8 @@
 //! The fault runner: three replica processes on loopback, clients writing and reading
 //! registers (the labels of organizations) through every replica at once, while a nemesis
-//! kills (-9) and freezes (SIGSTOP) replicas, leader included; every key's recorded history is
-//! then checked for linearizability (`common::linearizability`).
+//! kills (-9) and freezes (SIGSTOP) replicas, leader included, while learners join and leave
+//! and follower voters are replaced by fresh replicas; every key's recorded history is then
+//! checked for linearizability (`common::linearizability`).
 //!
 //! Each seed also draws Raft's timing (heartbeat, election timeout, snapshot interval).
 //! In CI: a fixed set of seeds, 20 s each. Longer runs, and a failing seed replayed:
@@ -26,10 +27,13 @@ const CLIENTS: usize = 4;
 /// What happened to one key, recorded by every client.
 type History = Arc<parking_lot::Mutex<Vec<Vec<Operation>>>>;
 
+/// The replicas clients go through: changed by the nemesis when it replaces a voter.
+type Peers = Arc<parking_lot::RwLock<Vec<String>>>;
+
 async fn client(
     id: usize,
     seed: u64,
-    peers: Vec<String>,
+    peers: Peers,
     keys: Vec<Oid>,
     started: Instant,
     until: Instant,
@@ -39,7 +43,11 @@ async fn client(
     let ns = |t: Instant| t.duration_since(started).as_nanos() as u64;
     let mut n = 0;
     while Instant::now() < until {
-        let peer = &peers[rng.gen_range(0..peers.len())];
+        let peer = {
+            let peers = peers.read();
+            peers[rng.gen_range(0..peers.len())].clone()
+        };
+        let peer = &peer;
         let k = rng.gen_range(0..keys.len());
         let invoke = Instant::now();
         let op = if rng.gen_bool(0.5) {
@@ -83,12 +91,162 @@ async fn client(
     }
 }
 
-/// Kills or freezes one replica at a time (a quorum always remains), every 1.5–3.5 s.
-async fn nemesis(replicas: &mut [Replica], seed: u64, until: Instant) -> Vec<String> {
+/// The membership side of the nemesis: a learner that comes and goes, and voters replaced.
+struct Membership {
+    root: std::path::PathBuf,
+    timing: Vec<String>,
+    next_id: u64,
+    learner: Option<Replica>,
+}
+
+impl Membership {
+    /// A live replica's peer address, to join through or to ask.
+    async fn live_peer(replicas: &[Replica]) -> Option<String> {
+        for r in replicas {
+            if r.child.is_some()
+                && let Some(s) = status(&r.peer()).await
+                && s.leader.is_some()
+            {
+                return Some(r.peer());
+            }
+        }
+        None
+    }
+
+    /// A learner joins (and is waited for) or, when one is there, leaves on SIGTERM.
+    async fn learner_comes_or_goes(&mut self, replicas: &[Replica]) -> String {
+        if let Some(mut learner) = self.learner.take() {
+            signal(&learner, "-TERM");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while learner
+                .child
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .unwrap()
+                .is_none()
+            {
+                if Instant::now() > deadline {
+                    learner.kill();
+                    return format!("learner {} did not leave within 15 s (killed)", learner.id);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            learner.child = None;
+            return format!("learner {} left", learner.id);
+        }
+        let Some(seed_peer) = Self::live_peer(replicas).await else {
+            return "no live replica to join through".into();
+        };
+        self.next_id += 1;
+        let mut args = vec!["--join".to_string(), seed_peer.clone(), "--learner".into()];
+        args.extend(self.timing.iter().cloned());
+        let mut learner = Replica::new(self.next_id, &self.root, args);
+        learner.start();
+        let id = learner.id;
+        let joined = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if status(&seed_peer)
+                    .await
+                    .is_some_and(|s| s.learners.contains(&id))
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .is_ok();
+        self.learner = Some(learner);
+        format!(
+            "learner {id} {}",
+            if joined {
+                "joined"
+            } else {
+                "asked to join (not yet in)"
+            }
+        )
+    }
+
+    /// A follower voter is killed, removed from the membership, and replaced by a new replica
+    /// on an empty data dir, which joins as a voter (there is room again) through a snapshot
+    /// or the log; clients move from the old address to the new one.
+    async fn replace_a_voter(&mut self, replicas: &mut [Replica], peers: &Peers) -> String {
+        let Some(asked) = Self::live_peer(replicas).await else {
+            return "no live replica to ask".into();
+        };
+        let Some(s) = status(&asked).await else {
+            return "no status".into();
+        };
+        let Some(victim) = replicas
+            .iter()
+            .position(|r| Some(r.id) != s.leader && s.voters.contains(&r.id))
+        else {
+            return "no follower voter to replace".into();
+        };
+        let old = replicas[victim].id;
+        replicas[victim].kill();
+        let removed = std::process::Command::new(env!("CARGO_BIN_EXE_fabric-master"))
+            .args([
+                "cluster",
+                "--peer",
+                &asked,
+                "remove",
+                "--node-id",
+                &old.to_string(),
+            ])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        if !removed.status.success() {
+            // The cluster may be electing; the old voter comes back as it was.
+            replicas[victim].start();
+            return format!(
+                "voter {old} not removed ({}), restarted",
+                String::from_utf8_lossy(&removed.stderr).trim()
+            );
+        }
+        self.next_id += 1;
+        let mut args = vec!["--join".to_string(), asked.clone()];
+        args.extend(self.timing.iter().cloned());
+        let mut new = Replica::new(self.next_id, &self.root, args);
+        new.start();
+        let id = new.id;
+        {
+            let mut p = peers.write();
+            let at = p
+                .iter()
+                .position(|a| *a == replicas[victim].peer())
+                .unwrap();
+            p[at] = new.peer();
+        }
+        replicas[victim] = new;
+        format!("voter {old} removed and replaced by a fresh replica {id}")
+    }
+}
+
+/// Kills or freezes one replica at a time (a quorum always remains), every 1.5–3.5 s; now
+/// and then a learner joins or leaves, or a follower voter is replaced, while faults go on.
+async fn nemesis(
+    replicas: &mut [Replica],
+    membership: &mut Membership,
+    peers: &Peers,
+    seed: u64,
+    until: Instant,
+) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut log = Vec::new();
     while Instant::now() + Duration::from_secs(4) < until {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1500..3500))).await;
+        let roll: f64 = rng.r#gen();
+        if roll < 0.2 {
+            log.push(membership.learner_comes_or_goes(replicas).await);
+            continue;
+        }
+        if roll < 0.3 {
+            log.push(membership.replace_a_voter(replicas, peers).await);
+            continue;
+        }
         let leader = status(&replicas[0].peer())
             .await
             .and_then(|s| s.leader)
@@ -142,13 +300,23 @@ async fn run(seed: u64, seconds: u64) {
     let root = tempfile::tempdir().unwrap();
     let timing = timing(seed);
     let mut replicas = three_with(root.path(), &timing).await;
-    let peers: Vec<String> = replicas.iter().map(|r| r.peer()).collect();
+    let peers: Peers = Arc::new(parking_lot::RwLock::new(
+        replicas.iter().map(|r| r.peer()).collect(),
+    ));
     let mut keys = Vec::new();
     for n in 0..KEYS {
         let (oid, create) = org(n as u64);
-        propose(&peers[0], &create).await.expect("created");
+        propose(&replicas[0].peer(), &create)
+            .await
+            .expect("created");
         keys.push(oid);
     }
+    let mut membership = Membership {
+        root: root.path().to_path_buf(),
+        timing: timing.clone(),
+        next_id: 100,
+        learner: None,
+    };
     let history: History = Arc::new(parking_lot::Mutex::new(vec![Vec::new(); KEYS]));
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
@@ -165,13 +333,16 @@ async fn run(seed: u64, seconds: u64) {
             ))
         })
         .collect();
-    let faults = nemesis(&mut replicas, seed, until).await;
+    let faults = nemesis(&mut replicas, &mut membership, &peers, seed, until).await;
     for c in clients {
         c.await.unwrap();
     }
     // Healed: every replica reads every key once more; these reads must fit the history too.
     for r in &replicas {
-        wait_for(&r.peer(), "a leader", |s| s.leader.is_some()).await;
+        wait_for(&r.peer(), "a leader and three voters", |s| {
+            s.leader.is_some() && s.voters.len() == 3
+        })
+        .await;
     }
     let final_reads = tokio::spawn(client(
         CLIENTS,

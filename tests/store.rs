@@ -2270,6 +2270,7 @@ fn a_proposal_is_applied_at_most_once() {
     let a = Db::new();
     let once = |id: &str, cmd: Command| Command::Once {
         id: id.into(),
+        at_ms: None,
         command: Box::new(cmd),
     };
     let first = a.ok(&once("p1", insert(user(1))));
@@ -2320,4 +2321,42 @@ fn a_proposal_is_applied_at_most_once() {
     txn.commit().unwrap();
     assert_eq!(d.read().count(Kind::User).unwrap(), 1);
     assert_eq!(snapshot::object_count(old_format).unwrap(), 1);
+}
+
+/// The memory of `Command::Once` is bounded by time as the log carries it: an answer
+/// proposed more than `RETAIN_MS` before the proposal being applied is forgotten (the same on
+/// every replica, whatever its own clock), one within it is kept; entries without a time
+/// (written before it existed) are only bounded by count.
+#[test]
+fn the_exactly_once_memory_forgets_by_the_proposers_clock() {
+    use fabric_master::store::once::RETAIN_MS;
+    let a = Db::new();
+    let at = |id: &str, ms: Option<u64>, cmd: Command| Command::Once {
+        id: id.into(),
+        at_ms: ms,
+        command: Box::new(cmd),
+    };
+    let t0 = 1_800_000_000_000u64;
+    a.ok(&at("old", Some(t0), insert(user(1))));
+    a.ok(&at("untimed", None, insert(user(2))));
+    a.ok(&at("recent", Some(t0 + RETAIN_MS), insert(user(3))));
+    // Within the window of "recent": "old" (exactly RETAIN_MS before) is still remembered.
+    assert!(a.run(&at("old", Some(t0), insert(user(1)))).is_ok());
+    // A proposal one millisecond later pushes "old" out, and the untimed one after it
+    // (pruning goes oldest first and stops at the first answer it keeps).
+    a.ok(&at("later", Some(t0 + RETAIN_MS + 1), insert(user(4))));
+    let dump = a.dump();
+    // "old" is forgotten: proposing it again is a new write, refused as a duplicate.
+    assert!(matches!(
+        a.run(&at("old", Some(t0 + RETAIN_MS + 2), insert(user(1)))),
+        Err(ApplyError::Duplicate { .. })
+    ));
+    // "recent" is still remembered: its repeat answers as before and changes nothing
+    // (the refused "old" above was remembered as a refusal, a new entry).
+    let before = a.dump();
+    a.ok(&at("recent", Some(t0 + RETAIN_MS), insert(user(3))));
+    assert!(a.dump() == before);
+    assert!(dump != before);
+    // The untimed answer is kept: nothing later carries a time able to expire it first.
+    assert!(a.run(&at("untimed", None, insert(user(2)))).is_ok());
 }

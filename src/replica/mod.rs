@@ -222,6 +222,7 @@ impl Replica {
             once @ Command::Once { .. } => once,
             cmd => Command::Once {
                 id: uuid::Uuid::new_v4().simple().to_string(),
+                at_ms: Some((crate::clock::now_micros() / 1000) as u64),
                 command: Box::new(cmd),
             },
         };

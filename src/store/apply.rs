@@ -230,7 +230,7 @@ struct Tx<'a> {
 impl Tx<'_> {
     /// `command` under proposal `id`: the remembered answer if `id` was applied before
     /// (nothing changes), else the command's answer, remembered (`store/once.rs`).
-    fn once(&self, id: &str, command: &Command) -> Step<Json> {
+    fn once(&self, id: &str, at_ms: Option<u64>, command: &Command) -> Step<Json> {
         if matches!(command, Command::Once { .. }) || id.is_empty() || id.starts_with('#') {
             return Err(Fail::Refused(ApplyError::InvalidArgument(
                 "a proposal id must be non-empty, not start with #, and wrap one command".into(),
@@ -249,7 +249,7 @@ impl Tx<'_> {
         // An insert or upsert answers with the record it carries: no need to store it again.
         let own =
             answer.is_ok() && matches!(command, Command::Insert { .. } | Command::Upsert { .. });
-        super::once::remember(self.txn, id, (!own).then_some(&answer))?;
+        super::once::remember(self.txn, id, at_ms, (!own).then_some(&answer))?;
         answer.map_err(Fail::Refused)
     }
 
@@ -265,7 +265,7 @@ impl Tx<'_> {
             } => with_kind!(kind, R => self.modify::<R>(key, delta, status_rule.as_ref())),
             Command::Delete { kind, key, cascade } => self.delete(*kind, key, *cascade),
             Command::Purge { kind, key } => self.purge(*kind, key),
-            Command::Once { id, command } => self.once(id, command),
+            Command::Once { id, at_ms, command } => self.once(id, *at_ms, command),
             Command::IssueActivationToken { token } => {
                 let lookup = ActivationToken::lookup_key(&token.email, &token.pubkey);
                 let old = self.lookup::<ActivationToken>(Index::TokenByEmailPubkey, &lookup)?;

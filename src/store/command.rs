@@ -103,5 +103,13 @@ pub enum Command {
     /// `command`, applied at most once under the proposer's `id`: a proposal retried after
     /// an answer was lost (the leader died after committing it) gets the first answer again
     /// instead of being applied twice (`store/once.rs`).
-    Once { id: String, command: Box<Command> },
+    Once {
+        id: String,
+        /// The proposer's wall clock (ms since the epoch) when it made the proposal: answers
+        /// older than `once::RETAIN_MS` before it are forgotten. Absent in entries written
+        /// before it existed (then only the count bounds the memory).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
+        command: Box<Command>,
+    },
 }
