@@ -12,7 +12,8 @@ The management traffic, at --rate operations per second in all, cycles through:
 
 Verdict (after the first quarter, a warm-up): every operation answered; per replica, the
 median RSS of the last quarter at most --rss-growth (1.15) times that of the second quarter,
-open files at most 10 more, and the redb file at most --file-growth (1.5) times larger.
+open files at most 10 more, and (runs of 40 minutes or more, longer than the exactly-once
+memory's 10-minute window) the redb file at most --file-growth (1.5) times larger.
 
 Usage: $VENV/bin/python scripts/soak.py --seconds 3600 --nodes 1000 --out docs/soak
        [--bin target/release/fabric-master] [--rate 50] [--sample 5]
@@ -35,6 +36,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs shorter than this are not judged on the redb file (see verdict()).
+FILE_JUDGED_AFTER_S = 40 * 60
 
 HELLO, WELCOME, ABORT, CHALLENGE, AUTHENTICATE, GOODBYE = 1, 2, 3, 4, 5, 6
 ERROR, CALL, RESULT, REGISTER, REGISTERED, INVOCATION, YIELD = 8, 48, 50, 64, 65, 68, 70
@@ -179,19 +183,34 @@ def percentile(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+async def settled(call, *args, seconds=60):
+    """A set-up call, tried again while the cluster cannot answer yet (an election on a loaded
+    machine answers no-quorum or times out); any other error ends the run."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await call(*args)
+        except (RuntimeError, asyncio.TimeoutError) as e:
+            transient = isinstance(e, asyncio.TimeoutError) or any(
+                w in str(e) for w in ("no-quorum", "no_quorum", "timeout", "unavailable"))
+            if not transient or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def soak(args, env):
     url = env["FABRIC_URL"]
     sign, pub = superuser_signer(env["CROSSBAR_FABRIC_SUPERUSER"].removesuffix(".pub") + ".priv")
     su = await Wamp.join(url, "com.crossbario.fabric", sign, pub)
     realm = "soak"
-    await su.call("crossbarfabriccenter.mrealm.create_mrealm", {"name": realm})
+    await settled(su.call, "crossbarfabriccenter.mrealm.create_mrealm", {"name": realm})
     nodes = [Node(url, f"node{i}") for i in range(args.nodes)]
     oids = []
     t0 = time.monotonic()
     for chunk in range(0, len(nodes), 100):
         batch = nodes[chunk:chunk + 100]
-        paired = await asyncio.gather(*[su.call("crossbarfabriccenter.mrealm.pair_node", n.pubkey, realm, n.authid)
-                                        for n in batch])
+        paired = await asyncio.gather(*[settled(su.call, "crossbarfabriccenter.mrealm.pair_node", n.pubkey, realm,
+                                                n.authid) for n in batch])
         oids += [p["oid"] for p in paired]
     stop = asyncio.Event()
     node_tasks = []
@@ -240,6 +259,18 @@ async def soak(args, env):
             lat[kind].append(time.perf_counter() - t)
         except Exception as e:  # noqa: BLE001 - counted and reported
             errors.append(f"{kind}: {e}")
+
+    # A node is callable from every replica once its presence is committed: wait, as a user
+    # would for on_node_ready, until the master lists every node online.
+    deadline = time.monotonic() + 120
+    while True:
+        listed = await settled(owner.call, "crossbarfabriccenter.mrealm.get_nodes", "online")
+        if len(listed) >= len(nodes):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(listed)} of {len(nodes)} nodes online after 120 s")
+        await asyncio.sleep(0.5)
+    print(f"all {len(nodes)} nodes online after {time.monotonic() - t0:.1f} s", flush=True)
 
     kinds = ["get_status", "create", "delete", "list", "list_mrealms"]
     replicas = int(env["REPLICAS"])
@@ -308,8 +339,10 @@ def verdict(rows, errors, replicas, args):
             problems.append(f"replica {i}: RSS grew {med(second, 'rss_mib'):.1f} -> {med(last, 'rss_mib'):.1f} MiB")
         if med(last, "fds") > med(second, "fds") + 10:
             problems.append(f"replica {i}: open files grew {med(second, 'fds')} -> {med(last, 'fds')}")
-        if max(float(r[f"r{i}_file_mib"]) for r in last) > args.file_growth * max(
-                float(r[f"r{i}_file_mib"]) for r in second):
+        # The state legitimately grows for one exactly-once window (the answers of the last
+        # 10 minutes of proposals): the file is judged on runs long enough to see it full.
+        if args.seconds >= FILE_JUDGED_AFTER_S and max(float(r[f"r{i}_file_mib"]) for r in last) > \
+                args.file_growth * max(float(r[f"r{i}_file_mib"]) for r in second):
             problems.append(f"replica {i}: the redb file grew past {args.file_growth}x")
     if min(int(r["nodes_online"]) for r in rows) < args.nodes:
         problems.append("nodes went offline during the run")

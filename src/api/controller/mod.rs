@@ -26,6 +26,9 @@ use crate::store::model::{Node, Presence};
 use crate::store::{Command, Index, StoreError};
 use crate::wamp::{Dict, Id, Payload, Value};
 
+/// The pause before a presence write that failed (no quorum, a leader change) is tried again.
+const PRESENCE_RETRY: Duration = Duration::from_secs(1);
+
 /// `Node.last_activity` codes of the reference.
 const ACTIVITY_CREATED: u8 = 1;
 const ACTIVITY_READY: u8 = 3;
@@ -211,14 +214,33 @@ impl Controller {
                 .replica
                 .propose(Command::PresenceJoin { presence })
                 .await;
-            let mut t = me.tracked.lock();
-            if let Some(l) = t.local.get_mut(&authid).filter(|l| l.session == session) {
-                l.proposing = false;
-                match res {
-                    Ok(_) => l.confirmed = true,
-                    // The next heartbeat tries again.
-                    Err(e) => tracing::warn!("presence of node {authid} not written: {e}"),
+            let retry = {
+                let mut t = me.tracked.lock();
+                match t.local.get_mut(&authid).filter(|l| l.session == session) {
+                    Some(l) => {
+                        l.proposing = false;
+                        match res {
+                            Ok(_) => {
+                                l.confirmed = true;
+                                false
+                            }
+                            Err(e) => {
+                                tracing::warn!(
+                                    "presence of node {authid} not written: {e}; trying again in {} ms",
+                                    PRESENCE_RETRY.as_millis()
+                                );
+                                true
+                            }
+                        }
+                    }
+                    None => false, // the session is gone or replaced
                 }
+            };
+            // Not left to the node's next heartbeat (a node may send none): while the session
+            // is here and unconfirmed, the write is tried again.
+            if retry {
+                tokio::time::sleep(PRESENCE_RETRY).await;
+                me.write_presence(&authid);
             }
         });
     }
