@@ -311,3 +311,158 @@ async fn flipped_bits_are_refused_or_harmless_never_served() {
     }
     eprintln!("seed {seed}: {refused} damaged files refused, {harmless} served intact data");
 }
+
+/// A tmpfs of `mib` MiB mounted at `dir` (root only); unmounted on drop.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, mib: u64) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "mounting a {mib} MiB tmpfs at {} (the disk-full test needs root; FABRIC_SKIP_MOUNT=1 leaves it out): {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn resize(&self, mib: u64) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(&self.dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Replica 3's disk fills up while the cluster takes writes: the other two go on (no
+/// acknowledged write is lost, none waits for the full replica), the full one says why in
+/// its log and serves nothing stale; given space and restarted, it catches up with every
+/// acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_stops_one_replica_not_the_cluster() {
+    if std::env::var("FABRIC_SKIP_MOUNT").as_deref() == Ok("1") {
+        eprintln!("FABRIC_SKIP_MOUNT=1: the disk-full test is left out");
+        return;
+    }
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&root.path().join("small"), 8);
+    let mut replicas = three(root.path()).await;
+    // Move replica 3 onto the small disk: stop it, copy its data dir, start it there.
+    replicas[2].kill();
+    let small_dir = disk.dir.join("replica3");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&replicas[2].data_dir)
+        .arg(&small_dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(copied);
+    replicas[2].data_dir = small_dir;
+    replicas[2].start();
+    wait_for(&replicas[0].peer(), "replica 3 back", |s| {
+        s.voters == vec![1, 2, 3] && s.has_quorum
+    })
+    .await;
+    // Large writes through the two others until replica 3's 8 MiB are gone (and then some).
+    let p1 = replicas[0].peer();
+    let mut acked: Vec<(Oid, String)> = Vec::new();
+    let big = "x".repeat(60_000);
+    let full_at = Instant::now() + Duration::from_secs(120);
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        let (oid, cmd) = org(10_000 + n);
+        propose(&p1, &cmd).await.expect("a write with replicas 1 and 2 up");
+        let label = format!("{n}-{big}");
+        propose(&p1, &relabel(oid, &label))
+            .await
+            .expect("a write with replicas 1 and 2 up");
+        acked.push((oid, label));
+        let log = replicas[2].log_tail(200);
+        if log.contains("No space left on device") || log.contains("os error 28") {
+            break;
+        }
+        assert!(
+            Instant::now() < full_at,
+            "replica 3's disk did not fill within 120 s\n{}",
+            replicas[2].log_tail(20)
+        );
+    }
+    let log = replicas[2].log_tail(200);
+    let said = log
+        .lines()
+        .find(|l| l.contains("No space left on device") || l.contains("os error 28"))
+        .unwrap_or_default();
+    eprintln!("replica 3, out of space, said: {}", said.trim());
+    // The cluster goes on without it.
+    for i in 0..20 {
+        let (oid, cmd) = org(900_000 + i);
+        propose(&p1, &cmd).await.expect("writes go on");
+        acked.push((oid, String::new()));
+    }
+    // It stops and says why (its supervisor restarts it), rather than linger half alive.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(code) = replicas[2].child.as_mut().unwrap().try_wait().unwrap() {
+            replicas[2].child = None;
+            break code;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica 3 still runs 30 s after its disk filled\n{}",
+            replicas[2].log_tail(10)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!code.success(), "replica 3 exited 0 with a full disk");
+    assert!(
+        replicas[2].log_tail(40).contains("the Raft core stopped"),
+        "replica 3 did not say why it stopped:\n{}",
+        replicas[2].log_tail(40)
+    );
+    eprintln!("replica 3 after its disk filled: exited ({code})");
+    // Space again, a restart: it catches up with everything.
+    let p3 = replicas[2].peer();
+    disk.resize(256);
+    replicas[2].start();
+    wait_for(&p3, "replica 3 caught up", |s| {
+        s.has_quorum && s.last_applied >= s.last_log_index.map(|i| i.saturating_sub(1))
+    })
+    .await;
+    let found = labels(&p3).await;
+    for (oid, label) in &acked {
+        let got = found.get(&oid.to_string());
+        assert!(
+            got.is_some_and(|g| label.is_empty() || g == label),
+            "replica 3 lacks acknowledged write {oid} after the disk was freed"
+        );
+    }
+    eprintln!(
+        "{} writes acknowledged while replica 3's disk filled and after; all on replica 3 once it had space",
+        acked.len()
+    );
+}

@@ -306,6 +306,20 @@ impl Replica {
         }
     }
 
+    /// Resolves when the Raft core stops by itself (a storage error such as a full disk):
+    /// the replica can no longer take part, and says why.
+    pub async fn raft_stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the Raft core ended".into();
+            }
+        }
+    }
+
     /// On the leader: how many log entries each other member has yet to receive; empty on
     /// the others.
     pub fn replication_lag(&self) -> Vec<(NodeId, u64)> {

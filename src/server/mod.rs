@@ -252,6 +252,20 @@ pub async fn run(
     tokio::select! {
         served = &mut serving => served?,
         () = shutdown => {}
+        why = replica.raft_stopped() => {
+            // A replica whose Raft core stopped (its disk full, its file unwritable) serves
+            // nothing right: it exits non-zero so that its supervisor restarts it (and says
+            // why again, until the cause is gone), and its clients reconnect elsewhere.
+            tracing::error!("the Raft core stopped: {why}; exiting");
+            gateway.ready.store(false, Ordering::Relaxed);
+            router.close_all(
+                crate::wamp::errors::CLOSE_SYSTEM_SHUTDOWN,
+                "this replica stopped; connect again",
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = peer_stop.send(());
+            anyhow::bail!("the Raft core stopped: {why}");
+        }
     }
     let drain = settings.drain;
     gateway.ready.store(false, Ordering::Relaxed);
