@@ -1,8 +1,9 @@
 //! The fault runner: three replica processes on loopback, clients writing and reading
 //! registers (the labels of organizations) through every replica at once, while a nemesis
-//! kills (-9) and freezes (SIGSTOP) replicas, leader included, while learners join and leave
-//! and follower voters are replaced by fresh replicas; every key's recorded history is then
-//! checked for linearizability (`common::linearizability`).
+//! kills (-9) and freezes (SIGSTOP) replicas, leader included, while learners join and leave,
+//! follower voters are replaced by fresh replicas, and replica 2's wall clock jumps hours
+//! ahead or back (libfaketime); every key's recorded history is then checked for
+//! linearizability (`common::linearizability`).
 //!
 //! Each seed also draws Raft's timing (heartbeat, election timeout, snapshot interval).
 //! In CI: a fixed set of seeds, 20 s each. Longer runs, and a failing seed replayed:
@@ -20,6 +21,9 @@ use fabric_master::store::Kind;
 use fabric_master::store::model::Oid;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+/// libfaketime for threaded programs (Debian package `faketime`).
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 const KEYS: usize = 3;
 const CLIENTS: usize = 4;
@@ -94,6 +98,8 @@ async fn client(
 /// The membership side of the nemesis: a learner that comes and goes, and voters replaced.
 struct Membership {
     root: std::path::PathBuf,
+    /// libfaketime's offset file for replica 2's wall clock.
+    clock_file: std::path::PathBuf,
     timing: Vec<String>,
     next_id: u64,
     learner: Option<Replica>,
@@ -101,16 +107,23 @@ struct Membership {
 
 impl Membership {
     /// A live replica's peer address, to join through or to ask.
-    async fn live_peer(replicas: &[Replica]) -> Option<String> {
-        for r in replicas {
-            if r.child.is_some()
-                && let Some(s) = status(&r.peer()).await
+    async fn live_peer(peers: &[String]) -> Option<String> {
+        for p in peers {
+            if let Some(s) = status(p).await
                 && s.leader.is_some()
             {
-                return Some(r.peer());
+                return Some(p.clone());
             }
         }
         None
+    }
+
+    fn peers_of(replicas: &[Replica]) -> Vec<String> {
+        replicas
+            .iter()
+            .filter(|r| r.child.is_some())
+            .map(Replica::peer)
+            .collect()
     }
 
     /// A learner joins (and is waited for) or, when one is there, leaves on SIGTERM.
@@ -135,7 +148,7 @@ impl Membership {
             learner.child = None;
             return format!("learner {} left", learner.id);
         }
-        let Some(seed_peer) = Self::live_peer(replicas).await else {
+        let Some(seed_peer) = Self::live_peer(&Self::peers_of(replicas)).await else {
             return "no live replica to join through".into();
         };
         self.next_id += 1;
@@ -172,7 +185,7 @@ impl Membership {
     /// on an empty data dir, which joins as a voter (there is room again) through a snapshot
     /// or the log; clients move from the old address to the new one.
     async fn replace_a_voter(&mut self, replicas: &mut [Replica], peers: &Peers) -> String {
-        let Some(asked) = Self::live_peer(replicas).await else {
+        let Some(asked) = Self::live_peer(&Self::peers_of(replicas)).await else {
             return "no live replica to ask".into();
         };
         let Some(s) = status(&asked).await else {
@@ -185,6 +198,19 @@ impl Membership {
             return "no follower voter to replace".into();
         };
         let old = replicas[victim].id;
+        // Asked through another replica than the one about to go.
+        let Some(asked) = Self::live_peer(
+            &replicas
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != victim)
+                .map(|(_, r)| r.peer())
+                .collect::<Vec<_>>(),
+        )
+        .await
+        else {
+            return "no other live replica to ask".into();
+        };
         replicas[victim].kill();
         let removed = std::process::Command::new(env!("CARGO_BIN_EXE_fabric-master"))
             .args([
@@ -245,6 +271,14 @@ async fn nemesis(
         }
         if roll < 0.3 {
             log.push(membership.replace_a_voter(replicas, peers).await);
+            continue;
+        }
+        if roll < 0.45 {
+            // Replica 2's wall clock jumps (libfaketime): hours ahead or behind, only the
+            // wall clock, as NTP or an operator would move it; leases run on the monotonic one.
+            let seconds: i64 = rng.gen_range(60..7200) * if rng.gen_bool(0.5) { 1 } else { -1 };
+            std::fs::write(&membership.clock_file, format!("{seconds:+}")).unwrap();
+            log.push(format!("the wall clock of replica 2 jumped to {seconds:+} s"));
             continue;
         }
         let leader = status(&replicas[0].peer())
@@ -311,8 +345,31 @@ async fn run(seed: u64, seconds: u64) {
             .expect("created");
         keys.push(oid);
     }
+    // Replica 2 runs under libfaketime from here on, its wall clock moved by the nemesis.
+    let clock_file = root.path().join("clock-of-replica-2");
+    std::fs::write(&clock_file, "+0").unwrap();
+    assert!(
+        std::path::Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: apt-get install faketime (.ci/run does)"
+    );
+    replicas[1].kill();
+    replicas[1].env.extend(
+        [
+            ("LD_PRELOAD", FAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", clock_file.to_str().unwrap()),
+            ("FAKETIME_CACHE_DURATION", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    replicas[1].start();
+    wait_for(&replicas[1].peer(), "replica 2 back under libfaketime", |s| {
+        s.has_quorum
+    })
+    .await;
     let mut membership = Membership {
         root: root.path().to_path_buf(),
+        clock_file,
         timing: timing.clone(),
         next_id: 100,
         learner: None,
