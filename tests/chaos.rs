@@ -95,6 +95,147 @@ async fn client(
     }
 }
 
+/// Whether `error` (a WAMP error URI) says the call was refused before it could take effect.
+fn definitely_refused(error: &str) -> bool {
+    matches!(
+        error,
+        "wamp.error.invalid_argument"
+            | "wamp.error.not_authorized"
+            | "crossbar.error.no_such_object"
+            | "wamp.error.no_such_procedure"
+    )
+}
+
+/// As `client`, through the management API over WebSocket (WAMP-CBOR, the superuser's
+/// cryptosign key): `modify_organization` and `get_organization` on random replicas, a
+/// session per replica, opened again after a failure.
+#[allow(clippy::too_many_arguments)]
+async fn wamp_client(
+    id: usize,
+    seed: u64,
+    urls: Arc<parking_lot::RwLock<Vec<String>>>,
+    key: ed25519_dalek::SigningKey,
+    keys: Vec<Oid>,
+    started: Instant,
+    until: Instant,
+    history: History,
+) {
+    use fabric_master::client::{Client, ClientConfig, ClientError};
+    use fabric_master::wamp::serializer::Serializer;
+    use fabric_master::wamp::{Dict, Payload, Protocol, Value};
+    let mut rng = StdRng::seed_from_u64(seed ^ (id as u64 + 101).wrapping_mul(0x9e37_79b9));
+    let ns = |t: Instant| t.duration_since(started).as_nanos() as u64;
+    let mut sessions: std::collections::HashMap<String, Client> = Default::default();
+    let mut n = 0;
+    while Instant::now() < until {
+        let url = {
+            let urls = urls.read();
+            urls[rng.gen_range(0..urls.len())].clone()
+        };
+        let session = match sessions.get(&url) {
+            Some(s) => s.clone(),
+            None => {
+                let cfg = ClientConfig {
+                    url: url.clone(),
+                    realm: Some("com.crossbario.fabric".into()),
+                    protocol: Protocol {
+                        serializer: Serializer::Cbor,
+                        batched: false,
+                    },
+                    authid: Some("superuser".into()),
+                    authrole: None,
+                    key: Some(key.clone()),
+                };
+                match tokio::time::timeout(Duration::from_secs(2), Client::connect(&cfg)).await {
+                    Ok(Ok(c)) => {
+                        sessions.insert(url.clone(), c.clone());
+                        c
+                    }
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let k = rng.gen_range(0..keys.len());
+        let oid = Value::Str(keys[k].to_string());
+        let invoke = Instant::now();
+        let op = if rng.gen_bool(0.5) {
+            n += 1;
+            let value = format!("w{id}-{n}");
+            let mut delta = Dict::new();
+            delta.insert("label".into(), Value::Str(value.clone()));
+            let answer = tokio::time::timeout(
+                Duration::from_secs(4),
+                session.call(
+                    "crossbarfabriccenter.user.modify_organization",
+                    Payload::args(vec![oid, Value::Dict(delta)]),
+                    Dict::new(),
+                ),
+            )
+            .await;
+            let complete = match answer {
+                Ok(Ok(_)) => Some(ns(Instant::now())),
+                Ok(Err(ClientError::Wamp { error, .. })) if definitely_refused(&error) => continue,
+                // No quorum, a timeout, a lost session: it may yet take effect.
+                other => {
+                    if !matches!(other, Ok(Err(ClientError::Wamp { .. }))) {
+                        sessions.remove(&url);
+                    }
+                    None
+                }
+            };
+            Operation {
+                client: id,
+                op: RegOp::Write(value),
+                invoke: ns(invoke),
+                complete,
+            }
+        } else {
+            let answer = tokio::time::timeout(
+                Duration::from_secs(4),
+                session.call(
+                    "crossbarfabriccenter.user.get_organization",
+                    Payload::args(vec![oid]),
+                    Dict::new(),
+                ),
+            )
+            .await;
+            match answer {
+                Ok(Ok(payload)) => {
+                    let label = payload
+                        .arg_list()
+                        .first()
+                        .and_then(Value::as_dict)
+                        .and_then(|o| o.get("label"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    Operation {
+                        client: id,
+                        op: RegOp::Read(label),
+                        invoke: ns(invoke),
+                        complete: Some(ns(Instant::now())),
+                    }
+                }
+                Ok(Err(ClientError::Wamp { .. })) => continue,
+                _ => {
+                    sessions.remove(&url);
+                    continue;
+                }
+            }
+        };
+        history.lock()[k].push(op);
+    }
+    for s in sessions.values() {
+        s.close();
+    }
+}
+
+fn ws_url(r: &Replica) -> String {
+    format!("ws://127.0.0.1:{}/ws", r.ws_port)
+}
+
 /// The membership side of the nemesis: a learner that comes and goes, and voters replaced.
 struct Membership {
     root: std::path::PathBuf,
@@ -184,7 +325,12 @@ impl Membership {
     /// A follower voter is killed, removed from the membership, and replaced by a new replica
     /// on an empty data dir, which joins as a voter (there is room again) through a snapshot
     /// or the log; clients move from the old address to the new one.
-    async fn replace_a_voter(&mut self, replicas: &mut [Replica], peers: &Peers) -> String {
+    async fn replace_a_voter(
+        &mut self,
+        replicas: &mut [Replica],
+        peers: &Peers,
+        urls: &Peers,
+    ) -> String {
         let Some(asked) = Self::live_peer(&Self::peers_of(replicas)).await else {
             return "no live replica to ask".into();
         };
@@ -245,6 +391,12 @@ impl Membership {
                 .position(|a| *a == replicas[victim].peer())
                 .unwrap();
             p[at] = new.peer();
+            let mut u = urls.write();
+            let at = u
+                .iter()
+                .position(|a| *a == ws_url(&replicas[victim]))
+                .unwrap();
+            u[at] = ws_url(&new);
         }
         replicas[victim] = new;
         format!("voter {old} removed and replaced by a fresh replica {id}")
@@ -257,6 +409,7 @@ async fn nemesis(
     replicas: &mut [Replica],
     membership: &mut Membership,
     peers: &Peers,
+    urls: &Peers,
     seed: u64,
     until: Instant,
 ) -> Vec<String> {
@@ -270,7 +423,7 @@ async fn nemesis(
             continue;
         }
         if roll < 0.3 {
-            log.push(membership.replace_a_voter(replicas, peers).await);
+            log.push(membership.replace_a_voter(replicas, peers, urls).await);
             continue;
         }
         if roll < 0.45 {
@@ -278,7 +431,9 @@ async fn nemesis(
             // wall clock, as NTP or an operator would move it; leases run on the monotonic one.
             let seconds: i64 = rng.gen_range(60..7200) * if rng.gen_bool(0.5) { 1 } else { -1 };
             std::fs::write(&membership.clock_file, format!("{seconds:+}")).unwrap();
-            log.push(format!("the wall clock of replica 2 jumped to {seconds:+} s"));
+            log.push(format!(
+                "the wall clock of replica 2 jumped to {seconds:+} s"
+            ));
             continue;
         }
         let leader = status(&replicas[0].peer())
@@ -330,12 +485,37 @@ fn timing(seed: u64) -> Vec<String> {
     .collect()
 }
 
-async fn run(seed: u64, seconds: u64) {
+/// How the clients reach the registers.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    /// `Modify` proposals and linearizable `Get` queries on the peer port.
+    PeerPort,
+    /// `modify_organization` / `get_organization` over WebSocket, as the superuser.
+    Wamp,
+}
+
+async fn run(seed: u64, seconds: u64, via: Via) {
     let root = tempfile::tempdir().unwrap();
-    let timing = timing(seed);
+    // Every replica (and every one the nemesis adds) trusts the same superuser key.
+    let superuser = ed25519_dalek::SigningKey::from_bytes(&[seed as u8 ^ 0x5a; 32]);
+    let (_, su_pub) = fabric_master::auth::keyfile::write_key_pair(
+        root.path(),
+        "superuser",
+        &superuser,
+        "superuser",
+    )
+    .unwrap();
+    let mut timing = timing(seed);
+    timing.extend([
+        "--superuser".to_string(),
+        su_pub.to_str().unwrap().to_string(),
+    ]);
     let mut replicas = three_with(root.path(), &timing).await;
     let peers: Peers = Arc::new(parking_lot::RwLock::new(
         replicas.iter().map(|r| r.peer()).collect(),
+    ));
+    let urls: Peers = Arc::new(parking_lot::RwLock::new(
+        replicas.iter().map(ws_url).collect(),
     ));
     let mut keys = Vec::new();
     for n in 0..KEYS {
@@ -363,9 +543,11 @@ async fn run(seed: u64, seconds: u64) {
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     replicas[1].start();
-    wait_for(&replicas[1].peer(), "replica 2 back under libfaketime", |s| {
-        s.has_quorum
-    })
+    wait_for(
+        &replicas[1].peer(),
+        "replica 2 back under libfaketime",
+        |s| s.has_quorum,
+    )
     .await;
     let mut membership = Membership {
         root: root.path().to_path_buf(),
@@ -378,8 +560,8 @@ async fn run(seed: u64, seconds: u64) {
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|id| {
-            tokio::spawn(client(
+        .map(|id| match via {
+            Via::PeerPort => tokio::spawn(client(
                 id,
                 seed,
                 peers.clone(),
@@ -387,10 +569,20 @@ async fn run(seed: u64, seconds: u64) {
                 started,
                 until,
                 history.clone(),
-            ))
+            )),
+            Via::Wamp => tokio::spawn(wamp_client(
+                id,
+                seed,
+                urls.clone(),
+                superuser.clone(),
+                keys.clone(),
+                started,
+                until,
+                history.clone(),
+            )),
         })
         .collect();
-    let faults = nemesis(&mut replicas, &mut membership, &peers, seed, until).await;
+    let faults = nemesis(&mut replicas, &mut membership, &peers, &urls, seed, until).await;
     for c in clients {
         c.await.unwrap();
     }
@@ -418,8 +610,9 @@ async fn run(seed: u64, seconds: u64) {
         .flatten()
         .filter(|o| o.complete.is_none())
         .count();
+    let via_name = if via == Via::Wamp { " (WAMP)" } else { "" };
     println!(
-        "seed {seed}: {total} operations ({unknown} with unknown outcome) over {seconds} s; \
+        "seed {seed}{via_name}: {total} operations ({unknown} with unknown outcome) over {seconds} s; \
          timing {timing:?}; faults: {faults:?}"
     );
     for (k, ops) in history.iter().enumerate() {
@@ -453,7 +646,24 @@ async fn histories_under_kills_and_pauses_are_linearizable() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     for seed in seeds {
-        run(seed, seconds).await;
+        run(seed, seconds, Via::PeerPort).await;
+    }
+}
+
+/// The same faults, the clients going through the management API over WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wamp_histories_under_faults_are_linearizable() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let seeds: Vec<u64> = std::env::var("CHAOS_WAMP_SEEDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![5]);
+    let seconds = std::env::var("CHAOS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    for seed in seeds {
+        run(seed, seconds, Via::Wamp).await;
     }
 }
 

@@ -396,7 +396,9 @@ async fn a_full_disk_stops_one_replica_not_the_cluster() {
     loop {
         n += 1;
         let (oid, cmd) = org(10_000 + n);
-        propose(&p1, &cmd).await.expect("a write with replicas 1 and 2 up");
+        propose(&p1, &cmd)
+            .await
+            .expect("a write with replicas 1 and 2 up");
         let label = format!("{n}-{big}");
         propose(&p1, &relabel(oid, &label))
             .await
