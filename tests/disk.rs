@@ -468,3 +468,61 @@ async fn a_full_disk_stops_one_replica_not_the_cluster() {
         acked.len()
     );
 }
+
+/// Snapshots are built every 25 entries while writes go on, and a learner that joins on an
+/// empty data dir (the leader keeps only 100 entries, so it needs a snapshot) is killed -9 at
+/// random points of its catch-up and restarted on what it had, six times, while a follower
+/// voter is killed in the middle of its own snapshot builds. Everything converges, and every
+/// acknowledged write is on the learner and on the follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_while_snapshots_are_built_and_installed() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let seed = env_u64("DISK_SEED", 7);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let root = tempfile::tempdir().unwrap();
+    let flags = ["--raft-snapshot-logs".to_string(), "25".into()];
+    let mut replicas = three_with(root.path(), &flags).await;
+    let p1 = replicas[0].peer();
+    let mut acked = write_many(&p1, 0, 600, 16).await;
+    let mut args = vec!["--join".to_string(), p1.clone(), "--learner".into()];
+    args.extend(flags.iter().cloned());
+    let mut learner = Replica::new(4, root.path(), args);
+    let mut kills = Vec::new();
+    for round in 0..6u64 {
+        learner.start();
+        let writer = tokio::spawn({
+            let p1 = p1.clone();
+            async move { write_many(&p1, 10_000 * (round + 1), 150, 8).await }
+        });
+        let after = Duration::from_millis(rng.gen_range(50..1200));
+        tokio::time::sleep(after).await;
+        learner.kill();
+        // A follower voter (never the leader the writes go through) dies mid-snapshot too.
+        let leader = status(&p1).await.and_then(|s| s.leader);
+        if let Some(f) = replicas
+            .iter_mut()
+            .find(|r| Some(r.id) != leader && r.id != 1)
+        {
+            f.kill();
+            f.start();
+        }
+        acked.extend(writer.await.unwrap());
+        kills.push(after);
+    }
+    learner.start();
+    let target = status(&p1).await.unwrap().last_log_index.unwrap();
+    wait_for(&learner.peer(), "the learner caught up", |s| {
+        s.last_applied.is_some_and(|a| a >= target) && s.learners.contains(&4)
+    })
+    .await;
+    assert_all_present(&learner.peer(), &acked).await;
+    for r in &replicas {
+        wait_for(&r.peer(), "a quorum", |s| s.has_quorum).await;
+        assert_all_present(&r.peer(), &acked).await;
+    }
+    let snapshots = status(&learner.peer()).await.unwrap().snapshot;
+    eprintln!(
+        "learner killed after {kills:?} of catch-up; {} acknowledged writes on all 4 replicas (learner snapshot at {snapshots:?})",
+        acked.len()
+    );
+}
