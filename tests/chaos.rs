@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use common::linearizability::{Operation, RegOp, Verdict, check};
 use common::*;
 use fabric_master::replica::{ProposeError, Query};
-use fabric_master::store::Kind;
 use fabric_master::store::model::Oid;
+use fabric_master::store::{Command, Kind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -26,6 +26,25 @@ use rand::{Rng, SeedableRng};
 const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 const KEYS: usize = 3;
+/// Every register's value when the history begins.
+const INITIAL: &str = "initial";
+
+/// An organization `oid` created (again) with `label`, under a name of its own.
+fn org_named(oid: Oid, label: &str) -> Command {
+    use fabric_master::store::AnyRecord;
+    use fabric_master::store::model::Organization;
+    Command::Insert {
+        record: AnyRecord::Organization(Organization {
+            oid,
+            label: Some(label.to_owned()),
+            description: None,
+            tags: None,
+            name: format!("re-{}-{label}", oid.simple()),
+            otype: Some(2),
+            registered: 1_700_000_000_000_000,
+        }),
+    }
+}
 const CLIENTS: usize = 4;
 
 /// What happened to one key, recorded by every client.
@@ -54,14 +73,26 @@ async fn client(
         let peer = &peer;
         let k = rng.gen_range(0..keys.len());
         let invoke = Instant::now();
-        let op = if rng.gen_bool(0.5) {
+        let roll: f64 = rng.r#gen();
+        let op = if roll < 0.5 {
             n += 1;
             let value = format!("c{id}-{n}");
-            let answer = tokio::time::timeout(
-                Duration::from_secs(3),
-                propose(peer, &relabel(keys[k], &value)),
-            )
-            .await;
+            // Most writes modify; some delete the organization or create it again.
+            let (op, cmd) = if roll < 0.05 {
+                (
+                    RegOp::Delete,
+                    Command::Delete {
+                        kind: Kind::Organization,
+                        key: keys[k].to_string(),
+                        cascade: false,
+                    },
+                )
+            } else if roll < 0.1 {
+                (RegOp::Create(value.clone()), org_named(keys[k], &value))
+            } else {
+                (RegOp::Modify(value.clone()), relabel(keys[k], &value))
+            };
+            let answer = tokio::time::timeout(Duration::from_secs(3), propose(peer, &cmd)).await;
             let complete = match answer {
                 Ok(Ok(_)) => Some(ns(Instant::now())),
                 // A definite refusal: it never took effect; left out of the history.
@@ -71,7 +102,7 @@ async fn client(
             };
             Operation {
                 client: id,
-                op: RegOp::Write(value),
+                op,
                 invoke: ns(invoke),
                 complete,
             }
@@ -188,7 +219,7 @@ async fn wamp_client(
             };
             Operation {
                 client: id,
-                op: RegOp::Write(value),
+                op: RegOp::Modify(value),
                 invoke: ns(invoke),
                 complete,
             }
@@ -523,6 +554,10 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         propose(&replicas[0].peer(), &create)
             .await
             .expect("created");
+        // Every register starts present with a value: absent reads as "no value".
+        propose(&replicas[0].peer(), &relabel(oid, INITIAL))
+            .await
+            .expect("labelled");
         keys.push(oid);
     }
     // Replica 2 runs under libfaketime from here on, its wall clock moved by the nemesis.
@@ -610,13 +645,24 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         .flatten()
         .filter(|o| o.complete.is_none())
         .count();
+    let acked = |f: fn(&RegOp) -> bool| {
+        history
+            .iter()
+            .flatten()
+            .filter(|o| o.complete.is_some() && f(&o.op))
+            .count()
+    };
+    let (deletes, creates) = (
+        acked(|o| matches!(o, RegOp::Delete)),
+        acked(|o| matches!(o, RegOp::Create(_))),
+    );
     let via_name = if via == Via::Wamp { " (WAMP)" } else { "" };
     println!(
-        "seed {seed}{via_name}: {total} operations ({unknown} with unknown outcome) over {seconds} s; \
+        "seed {seed}{via_name}: {total} operations ({deletes} deletes and {creates} creates acknowledged) ({unknown} with unknown outcome) over {seconds} s; \
          timing {timing:?}; faults: {faults:?}"
     );
     for (k, ops) in history.iter().enumerate() {
-        match check(None, ops, Duration::from_secs(60)) {
+        match check(Some(INITIAL.into()), ops, Duration::from_secs(60)) {
             Verdict::Linearizable => {}
             Verdict::Unknown => println!("seed {seed}: key {k}: checker ran out of time"),
             Verdict::NotLinearizable(why) => {
@@ -759,6 +805,55 @@ fn stale_reads_and_invented_values_are_not_linearizable() {
     // An acknowledged write lost: read the initial value after it completed.
     assert!(matches!(
         verdict(&[w(0, "a", 0, Some(10)), r(1, None, 20, 30)]),
+        Verdict::NotLinearizable(_)
+    ));
+}
+
+#[test]
+fn creates_and_deletes_are_checked_against_presence() {
+    let op = |client: usize, op: RegOp, invoke: u64, complete: u64| Operation {
+        client,
+        op,
+        invoke,
+        complete: Some(complete),
+    };
+    let init = Some("a".to_string());
+    // delete, read absent, create, read the new value: linearizable.
+    let ok = [
+        op(0, RegOp::Delete, 0, 10),
+        op(1, RegOp::Read(None), 20, 30),
+        op(0, RegOp::Create("b".into()), 40, 50),
+        op(1, RegOp::Read(Some("b".into())), 60, 70),
+    ];
+    assert_eq!(
+        check(init.clone(), &ok, Duration::from_secs(5)),
+        Verdict::Linearizable
+    );
+    // A create that succeeded while the key existed (no delete before it): not linearizable.
+    let double_create = [
+        op(0, RegOp::Modify("b".into()), 0, 10),
+        op(1, RegOp::Create("c".into()), 20, 30),
+    ];
+    assert!(matches!(
+        check(init.clone(), &double_create, Duration::from_secs(5)),
+        Verdict::NotLinearizable(_)
+    ));
+    // A modify acknowledged after a completed delete, with no create between: not linearizable.
+    let modify_absent = [
+        op(0, RegOp::Delete, 0, 10),
+        op(1, RegOp::Modify("b".into()), 20, 30),
+    ];
+    assert!(matches!(
+        check(init.clone(), &modify_absent, Duration::from_secs(5)),
+        Verdict::NotLinearizable(_)
+    ));
+    // The old value read after the delete completed: a stale read.
+    let stale = [
+        op(0, RegOp::Delete, 0, 10),
+        op(1, RegOp::Read(Some("a".into())), 20, 30),
+    ];
+    assert!(matches!(
+        check(init, &stale, Duration::from_secs(5)),
         Verdict::NotLinearizable(_)
     ));
 }

@@ -1,4 +1,5 @@
-//! A linearizability checker for registers (one per key), in the manner of Wing & Gong with
+//! A linearizability checker for registers (one per key) that may also be absent (created,
+//! modified only while present, deleted), in the manner of Wing & Gong with
 //! Lowe's memoization (as porcupine and Knossos do): a depth-first search for an order of the
 //! operations that respects real time (an operation that completed before another began comes
 //! first) and the register's semantics (a read sees the last write before it).
@@ -13,7 +14,14 @@ use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum RegOp {
+    /// Sets the value, whatever was there.
     Write(String),
+    /// Sets the value of a key that exists (an update: refused on an absent key).
+    Modify(String),
+    /// Creates the key with a value (refused when it exists).
+    Create(String),
+    /// Removes the key (refused when absent).
+    Delete,
     /// What the read returned (`None`: no value yet).
     Read(Option<String>),
 }
@@ -73,6 +81,9 @@ pub fn check(initial: Option<String>, ops: &[Operation], budget: Duration) -> Ve
             if !is_done(&done, i) {
                 let after = match &ops[i].op {
                     RegOp::Write(v) => Some(Some(v.clone())),
+                    RegOp::Modify(v) => state.is_some().then(|| Some(v.clone())),
+                    RegOp::Create(v) => state.is_none().then(|| Some(v.clone())),
+                    RegOp::Delete => state.is_some().then_some(None),
                     RegOp::Read(v) => (*v == state).then(|| state.clone()),
                 };
                 if let Some(new_state) = after {
