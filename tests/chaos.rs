@@ -26,6 +26,10 @@ use rand::{Rng, SeedableRng};
 const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 const KEYS: usize = 3;
+/// Pairing registers of the WAMP runs: nodes paired, unpaired and looked up by name.
+const PAIRS: usize = 2;
+/// The management realm of those nodes.
+const CHAOS_MREALM: &str = "chaos";
 /// Every register's value when the history begins.
 const INITIAL: &str = "initial";
 
@@ -133,6 +137,8 @@ fn definitely_refused(error: &str) -> bool {
         "wamp.error.invalid_argument"
             | "wamp.error.not_authorized"
             | "crossbar.error.no_such_object"
+            | "crossbar.error.already_exists"
+            | "fabric.node-already-paired"
             | "wamp.error.no_such_procedure"
     )
 }
@@ -189,9 +195,85 @@ async fn wamp_client(
                 }
             }
         };
-        let k = rng.gen_range(0..keys.len());
-        let oid = Value::Str(keys[k].to_string());
+        let k = rng.gen_range(0..keys.len() + PAIRS);
         let invoke = Instant::now();
+        if k >= keys.len() {
+            // A pairing register: node `pair-<i>` of management realm CHAOS_MREALM, its value
+            // the public key it is paired with, absent while unpaired.
+            let authid = Value::Str(format!("pair-{}", k - keys.len()));
+            let realm = Value::Str(CHAOS_MREALM.into());
+            let roll: f64 = rng.r#gen();
+            let (procedure, args, op) = if roll < 0.25 {
+                let pubkey = hex::encode(rng.r#gen::<[u8; 32]>());
+                (
+                    "pair_node",
+                    vec![Value::Str(pubkey.clone()), realm, authid],
+                    Some(RegOp::Create(pubkey)),
+                )
+            } else if roll < 0.5 {
+                (
+                    "unpair_node_by_name",
+                    vec![realm, authid],
+                    Some(RegOp::Delete),
+                )
+            } else {
+                ("get_node_by_name", vec![realm, authid], None)
+            };
+            let answer = tokio::time::timeout(
+                Duration::from_secs(4),
+                session.call(
+                    &format!("crossbarfabriccenter.mrealm.{procedure}"),
+                    Payload::args(args),
+                    Dict::new(),
+                ),
+            )
+            .await;
+            let recorded = match (op, answer) {
+                (Some(op), Ok(Ok(_))) => Some((op, Some(ns(Instant::now())))),
+                (Some(_), Ok(Err(ClientError::Wamp { error, .. })))
+                    if definitely_refused(&error) =>
+                {
+                    None
+                }
+                (Some(op), other) => {
+                    if !matches!(other, Ok(Err(ClientError::Wamp { .. }))) {
+                        sessions.remove(&url);
+                    }
+                    Some((op, None))
+                }
+                (None, Ok(Ok(payload))) => {
+                    let pubkey = payload
+                        .arg_list()
+                        .first()
+                        .and_then(Value::as_dict)
+                        .and_then(|o| o.get("pubkey"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    Some((RegOp::Read(pubkey), Some(ns(Instant::now()))))
+                }
+                (None, Ok(Err(ClientError::Wamp { error, .. })))
+                    if error == "crossbar.error.no_such_object" =>
+                {
+                    Some((RegOp::Read(None), Some(ns(Instant::now()))))
+                }
+                (None, other) => {
+                    if !matches!(other, Ok(Err(ClientError::Wamp { .. }))) {
+                        sessions.remove(&url);
+                    }
+                    None
+                }
+            };
+            if let Some((op, complete)) = recorded {
+                history.lock()[k].push(Operation {
+                    client: id,
+                    op,
+                    invoke: ns(invoke),
+                    complete,
+                });
+            }
+            continue;
+        }
+        let oid = Value::Str(keys[k].to_string());
         let op = if rng.gen_bool(0.5) {
             n += 1;
             let value = format!("w{id}-{n}");
@@ -261,6 +343,35 @@ async fn wamp_client(
     for s in sessions.values() {
         s.close();
     }
+}
+
+/// The management realm whose nodes the WAMP runs pair and unpair.
+async fn create_chaos_mrealm(url: &str, key: &ed25519_dalek::SigningKey) {
+    use fabric_master::client::{Client, ClientConfig};
+    use fabric_master::wamp::serializer::Serializer;
+    use fabric_master::wamp::{Dict, Payload, Protocol, Value};
+    let cfg = ClientConfig {
+        url: url.to_owned(),
+        realm: Some("com.crossbario.fabric".into()),
+        protocol: Protocol {
+            serializer: Serializer::Cbor,
+            batched: false,
+        },
+        authid: Some("superuser".into()),
+        authrole: None,
+        key: Some(key.clone()),
+    };
+    let su = Client::connect(&cfg).await.expect("superuser session");
+    let mut spec = Dict::new();
+    spec.insert("name".into(), Value::Str(CHAOS_MREALM.into()));
+    su.call(
+        "crossbarfabriccenter.mrealm.create_mrealm",
+        Payload::args(vec![Value::Dict(spec)]),
+        Dict::new(),
+    )
+    .await
+    .expect("the chaos management realm");
+    su.close();
 }
 
 fn ws_url(r: &Replica) -> String {
@@ -591,7 +702,11 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         next_id: 100,
         learner: None,
     };
-    let history: History = Arc::new(parking_lot::Mutex::new(vec![Vec::new(); KEYS]));
+    let registers = if via == Via::Wamp { KEYS + PAIRS } else { KEYS };
+    let history: History = Arc::new(parking_lot::Mutex::new(vec![Vec::new(); registers]));
+    if via == Via::Wamp {
+        create_chaos_mrealm(&ws_url(&replicas[0]), &superuser).await;
+    }
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
     let clients: Vec<_> = (0..CLIENTS)
@@ -662,7 +777,9 @@ async fn run(seed: u64, seconds: u64, via: Via) {
          timing {timing:?}; faults: {faults:?}"
     );
     for (k, ops) in history.iter().enumerate() {
-        match check(Some(INITIAL.into()), ops, Duration::from_secs(60)) {
+        // Organizations start labelled, pairing registers unpaired.
+        let initial = (k < KEYS).then(|| INITIAL.to_string());
+        match check(initial, ops, Duration::from_secs(60)) {
             Verdict::Linearizable => {}
             Verdict::Unknown => println!("seed {seed}: key {k}: checker ran out of time"),
             Verdict::NotLinearizable(why) => {
