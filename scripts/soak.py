@@ -183,6 +183,22 @@ def percentile(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+async def joined(url, realm, sign, pub, seconds=60):
+    """A set-up session, opened again while the cluster cannot take it yet: haproxy answers 503
+    while no replica is ready (an election on a loaded machine), and a replica may not have
+    applied a realm created through another one."""
+    import websockets
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await Wamp.join(url, realm, sign, pub)
+        except (RuntimeError, OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as e:
+            transient = not isinstance(e, RuntimeError) or "no_such_realm" in str(e)
+            if not transient or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def settled(call, *args, seconds=60):
     """A set-up call, tried again while the cluster cannot answer yet (an election on a loaded
     machine answers no-quorum or times out); any other error ends the run."""
@@ -201,7 +217,7 @@ async def settled(call, *args, seconds=60):
 async def soak(args, env):
     url = env["FABRIC_URL"]
     sign, pub = superuser_signer(env["CROSSBAR_FABRIC_SUPERUSER"].removesuffix(".pub") + ".priv")
-    su = await Wamp.join(url, "com.crossbario.fabric", sign, pub)
+    su = await joined(url, "com.crossbario.fabric", sign, pub)
     realm = "soak"
     await settled(su.call, "crossbarfabriccenter.mrealm.create_mrealm", {"name": realm})
     nodes = [Node(url, f"node{i}") for i in range(args.nodes)]
@@ -225,14 +241,7 @@ async def soak(args, env):
     if online < len(nodes):
         raise SystemExit("not every node joined within 300 s")
     # Through the load balancer a replica may not have applied the new realm yet.
-    for attempt in range(50):
-        try:
-            owner = await Wamp.join(url, realm, sign, pub)
-            break
-        except RuntimeError as e:
-            if "no_such_realm" not in str(e) or attempt == 49:
-                raise
-            await asyncio.sleep(0.1)
+    owner = await joined(url, realm, sign, pub)
 
     lat = {k: [] for k in ("get_status", "create", "delete", "list", "list_mrealms")}
     errors = []
