@@ -24,7 +24,6 @@ use common::*;
 use fabric_master::replica::{ProposeError, Query};
 use fabric_master::store::Kind;
 use fabric_master::store::model::Oid;
-use fabric_master::tls::{PeerTls, TlsFiles};
 
 /// Proposes organizations through the replicas in `targets`, in turn, until stopped; keeps
 /// the oids of the acknowledged writes. Failures are expected while the nemesis works.
@@ -85,46 +84,14 @@ async fn faults_on_a_docker_cluster_lose_no_acknowledged_write() {
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let network = format!("fabric-faults-{suffix}");
     let tls_dir = tempfile::tempdir().unwrap();
-    make_tls(tls_dir.path());
-    let peers = Arc::new(Peers {
-        tls: PeerTls::load(TlsFiles {
-            ca: tls_dir.path().join("ca.pem"),
-            cert: tls_dir.path().join("operator.pem"),
-            key: tls_dir.path().join("operator.key"),
-        })
-        .unwrap(),
-    });
 
     // Three voters: 1 forms the cluster, 2 and 3 join it.
-    let r1 = Replica::start(
-        1,
-        &network,
-        &suffix,
-        tls_dir.path(),
-        ("FABRIC_BOOTSTRAP", "true".into()),
-    )
-    .await;
-    let seed = format!("{}:9401", r1.name);
-    let r2 = Replica::start(
-        2,
-        &network,
-        &suffix,
-        tls_dir.path(),
-        ("FABRIC_JOIN", seed.clone()),
-    )
-    .await;
-    let r3 = Replica::start(
-        3,
-        &network,
-        &suffix,
-        tls_dir.path(),
-        ("FABRIC_JOIN", seed.clone()),
-    )
-    .await;
+    let Three {
+        replicas: [r1, r2, r3],
+        seed,
+        peers,
+    } = start_three(&network, &suffix, tls_dir.path()).await;
     let all = [&r1, &r2, &r3];
-    peers
-        .wait_for(&r1.peer, "three voters", |s| s.voters == vec![1, 2, 3])
-        .await;
 
     let writer = Arc::new(Writer {
         targets: parking_lot::Mutex::new(all.iter().map(|r| r.peer.clone()).collect()),

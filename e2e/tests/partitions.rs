@@ -22,7 +22,6 @@ use common::*;
 use fabric_master::replica::{ProposeError, Query};
 use fabric_master::store::Kind;
 use fabric_master::store::model::Oid;
-use fabric_master::tls::{PeerTls, TlsFiles};
 use linearizability::{Operation, RegOp, Verdict, check};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -88,44 +87,12 @@ async fn run(seed: u64, seconds: u64) {
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let network = format!("fabric-part-{suffix}");
     let tls_dir = tempfile::tempdir().unwrap();
-    make_tls(tls_dir.path());
-    let peers = Arc::new(Peers {
-        tls: PeerTls::load(TlsFiles {
-            ca: tls_dir.path().join("ca.pem"),
-            cert: tls_dir.path().join("operator.pem"),
-            key: tls_dir.path().join("operator.key"),
-        })
-        .unwrap(),
-    });
-    let r1 = Replica::start(
-        1,
-        &network,
-        &suffix,
-        tls_dir.path(),
-        ("FABRIC_BOOTSTRAP", "true".into()),
-    )
-    .await;
-    let seed_peer = format!("{}:9401", r1.name);
-    let r2 = Replica::start(
-        2,
-        &network,
-        &suffix,
-        tls_dir.path(),
-        ("FABRIC_JOIN", seed_peer.clone()),
-    )
-    .await;
-    let r3 = Replica::start(
-        3,
-        &network,
-        &suffix,
-        tls_dir.path(),
-        ("FABRIC_JOIN", seed_peer.clone()),
-    )
-    .await;
+    let Three {
+        replicas: [r1, r2, r3],
+        peers,
+        ..
+    } = start_three(&network, &suffix, tls_dir.path()).await;
     let all = [&r1, &r2, &r3];
-    peers
-        .wait_for(&r1.peer, "three voters", |s| s.voters == vec![1, 2, 3])
-        .await;
     let mut keys = Vec::new();
     for n in 0..KEYS {
         let (oid, cmd) = org(n as u64);

@@ -194,3 +194,43 @@ pub fn relabel(oid: Oid, label: &str) -> Command {
         status_rule: None,
     }
 }
+
+/// A three-voter cluster of containers on `network`: replica 1 forms it, 2 and 3 join it
+/// through `seed` (replica 1's peer name); returned once all three vote, with the test's
+/// peer-port client (the operator's certificate of `tls_dir`, made by `make_tls`).
+pub struct Three {
+    pub replicas: [Replica; 3],
+    pub seed: String,
+    pub peers: Arc<Peers>,
+}
+
+pub async fn start_three(network: &str, suffix: &str, tls_dir: &Path) -> Three {
+    make_tls(tls_dir);
+    let peers = Arc::new(Peers {
+        tls: PeerTls::load(fabric_master::tls::TlsFiles {
+            ca: tls_dir.join("ca.pem"),
+            cert: tls_dir.join("operator.pem"),
+            key: tls_dir.join("operator.key"),
+        })
+        .unwrap(),
+    });
+    let r1 = Replica::start(
+        1,
+        network,
+        suffix,
+        tls_dir,
+        ("FABRIC_BOOTSTRAP", "true".into()),
+    )
+    .await;
+    let seed = format!("{}:9401", r1.name);
+    let r2 = Replica::start(2, network, suffix, tls_dir, ("FABRIC_JOIN", seed.clone())).await;
+    let r3 = Replica::start(3, network, suffix, tls_dir, ("FABRIC_JOIN", seed.clone())).await;
+    peers
+        .wait_for(&r1.peer, "three voters", |s| s.voters == vec![1, 2, 3])
+        .await;
+    Three {
+        replicas: [r1, r2, r3],
+        seed,
+        peers,
+    }
+}
