@@ -342,6 +342,24 @@ def _start_master(request, tmp_path_factory, keys, extra_args=None, config_text=
     return m
 
 
+def start_two_replicas(base: Path, keys: Keys) -> tuple[Master, Master]:
+    """Two real replica processes: a forms the cluster, b joins it at a's peer port (fixed
+    ports, so that b can name a). Stop them with ``stop_all``."""
+    p1, p2 = free_port(), free_port()
+    a = Master(base / "a", keys.superuser.pub_path, config_text=None,
+               extra_args=["--node-id", "1", "--bootstrap"], peer_port=p1)
+    a.start(ready_timeout=20)
+    b = Master(base / "b", keys.superuser.pub_path, config_text=None,
+               extra_args=["--node-id", "2", "--join", f"127.0.0.1:{p1}"], peer_port=p2)
+    b.start(ready_timeout=30)
+    return a, b
+
+
+def stop_all(*masters: Master):
+    for m in reversed(masters):
+        m.stop()
+
+
 @pytest.fixture(scope="module")
 def master(request, tmp_path_factory, keys):
     m = _start_master(request, tmp_path_factory, keys)

@@ -27,7 +27,7 @@ import pytest
 from autobahn.wamp.exception import ApplicationError
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from conftest import Master, aio, free_port, http_get, join, join_expect_abort, w
+from conftest import Master, aio, free_port, start_two_replicas, stop_all, http_get, join, join_expect_abort, w
 from mgmt import call_error, join_node, join_when_realm_exists, node_key, unique
 from simnode import serve_node_api
 from waiting import wait_for, wait_until
@@ -39,17 +39,9 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "helm" / "fabric-master" / "da
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory, keys):
-    base = tmp_path_factory.mktemp("metrics")
-    p1, p2 = free_port(), free_port()
-    a = Master(base / "a", keys.superuser.pub_path, config_text=None,
-               extra_args=["--node-id", "1", "--bootstrap"], peer_port=p1)
-    a.start(ready_timeout=20)
-    b = Master(base / "b", keys.superuser.pub_path, config_text=None,
-               extra_args=["--node-id", "2", "--join", f"127.0.0.1:{p1}"], peer_port=p2)
-    b.start(ready_timeout=30)
+    a, b = start_two_replicas(tmp_path_factory.mktemp("metrics"), keys)
     yield a, b
-    for m in (b, a):
-        m.stop()
+    stop_all(a, b)
 
 
 def scrape(master: Master) -> dict:

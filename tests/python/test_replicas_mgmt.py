@@ -9,7 +9,7 @@ import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 
-from conftest import Master, aio, free_port, join, w
+from conftest import aio, join, start_two_replicas, stop_all, w
 from mgmt import call_error, closed, join_node, join_when_realm_exists, node_key, unique
 from simnode import SimRouterWorker, TracingEvents, serve_node_api
 from waiting import wait_until
@@ -19,18 +19,9 @@ ACK = PublishOptions(acknowledge=True)
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory, keys):
-    base = tmp_path_factory.mktemp("replicas")
-    p1, p2 = free_port(), free_port()
-    # Fixed peer ports: b joins a at its address.
-    a = Master(base / "a", keys.superuser.pub_path, config_text=None,
-               extra_args=["--node-id", "1", "--bootstrap"], peer_port=p1)
-    a.start(ready_timeout=20)
-    b = Master(base / "b", keys.superuser.pub_path, config_text=None,
-               extra_args=["--node-id", "2", "--join", f"127.0.0.1:{p1}"], peer_port=p2)
-    b.start(ready_timeout=30)
+    a, b = start_two_replicas(tmp_path_factory.mktemp("replicas"), keys)
     yield a, b
-    for m in (b, a):
-        m.stop()
+    stop_all(a, b)
 
 
 def _not_routed_yet(e: ApplicationError) -> bool:
