@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::controller::{Controller, PROBE_PERIOD, TICK_PERIOD};
+use super::orchestrate::Orchestrator;
 use super::remote::Forwarder;
 use super::scope::Scope;
 use super::tracing::{REMOTE_TRACE_DATA, Tracing};
@@ -59,6 +60,7 @@ pub async fn start(
     let caller = session.caller();
     let controller = Controller::new(scope.clone(), caller.clone());
     let forwarder = Forwarder::new(scope.clone(), caller);
+    let orchestrator = Orchestrator::new(scope.clone(), forwarder.clone());
     let tracing = Tracing::new(scope.clone(), forwarder.clone());
     for (uri, handler) in controller
         .handlers()
@@ -119,6 +121,7 @@ pub async fn start(
     tokio::spawn(session.serve());
     tokio::spawn(tracing.recover());
     let (stop, stopped) = watch::channel(false);
+    orchestrator.spawn(stopped.clone());
     spawn_periodic(controller.clone(), stopped);
     Ok(Arc::new(Backend {
         controller,

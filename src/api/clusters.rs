@@ -112,7 +112,7 @@ async fn create(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, Cal
             return Err(CallError::new(
                 INVALID_CONFIGURATION,
                 format!(
-                    "{} name {other:?} does not match ^[a-z][a-z0-9_]{{2,11}}$",
+                    "{} name {other:?} does not match ^[a-z][a-z0-9_]{{2,63}}$",
                     f.named.what
                 ),
             ));
@@ -182,10 +182,11 @@ async fn stop_cluster(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Valu
     let c = f.oid(&inv)?;
     // The reference refuses a wrong state of a router cluster with `cannot_start`;
     // `cannot_stop` is what every other stop answers, and what the refusal means.
-    let (stopping, stopped) = stop(&s, f.named.kind, &s.key(c)).await?;
-    f.publish(&s, "stopping", &to_value(transition(&stopping, Some(&inv))));
-    f.publish(&s, "stopped", &to_value(transition(&stopped, None)));
-    Ok(to_value(transition(&stopped, Some(&inv))))
+    // STOPPED (and `on_*_stopped`) follow once the workers are gone from the nodes.
+    let stopping = stop(&s, f.named.kind, &s.key(c)).await?;
+    let out = to_value(transition(&stopping, Some(&inv)));
+    f.publish(&s, "stopping", &out);
+    Ok(out)
 }
 
 async fn list_nodes(f: &Family, s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {

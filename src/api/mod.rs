@@ -20,6 +20,7 @@ pub mod errors;
 mod metadata;
 mod mrealm;
 mod objects;
+mod orchestrate;
 pub mod realms;
 mod remote;
 mod reply;

@@ -267,32 +267,21 @@ pub fn stopping_from() -> StatusRule {
     StatusRule::StopFrom(STOPPABLE.iter().map(|s| s.to_string()).collect())
 }
 
-/// Stops an object in two replicated steps, STOPPING then STOPPED, returning both states.
-///
-/// The reference left objects in STOPPING for its orchestration monitors to finish; those
-/// monitors (which tear down workers on nodes) are not part of this module, and nothing
-/// else would ever complete the stop, so the object is stopped at once and can be deleted.
-pub async fn stop(s: &Scope, kind: Kind, key: &str) -> Result<(Json, Json), CallError> {
-    let stopping = set_status(s, kind, key, "STOPPING", stopping_from(), Extra::new()).await?;
-    let stopped = set_status(
-        s,
-        kind,
-        key,
-        "STOPPED",
-        StatusRule::StopFrom(vec!["STOPPING".into()]),
-        Extra::new(),
-    )
-    .await?;
-    Ok((stopping, stopped))
+/// Asks for an object to stop: it moves to STOPPING, and the orchestration reconciler
+/// (`api/orchestrate`, on the leader) moves it to STOPPED once its workers are gone from
+/// the nodes.
+pub async fn stop(s: &Scope, kind: Kind, key: &str) -> Result<Json, CallError> {
+    set_status(s, kind, key, "STOPPING", stopping_from(), Extra::new()).await
 }
 
-/// `^[a-z][a-z0-9_]{2,11}$`: the Crossbar config item id pattern (cluster and worker
-/// group names become worker ids on nodes).
+/// `^[a-z][a-z0-9_]{2,63}$`: Crossbar's config item id pattern (`_CONFIG_ITEM_ID_PAT_STR`
+/// in `crossbar/common/checkconfig.py`); cluster and worker group names become worker ids
+/// on nodes.
 pub fn valid_config_id(id: &str) -> bool {
     let mut chars = id.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && (3..=12).contains(&id.len())
+        && (3..=64).contains(&id.len())
 }
 
 /// `^[A-Za-z][A-Za-z0-9_\-@\.]{2,254}$`: the Crossbar realm name pattern.
@@ -311,7 +300,9 @@ mod tests {
     fn config_ids() {
         assert!(valid_config_id("cluster1"));
         assert!(valid_config_id("cwg_1a2b3c4d"));
-        assert!(!valid_config_id("cwg_1a2b3c4d5"));
+        assert!(valid_config_id("cwg_1a2b3c4d5"));
+        assert!(valid_config_id(&format!("a{}", "b".repeat(63))));
+        assert!(!valid_config_id(&format!("a{}", "b".repeat(64))));
         assert!(!valid_config_id("ab"));
         assert!(!valid_config_id("1abc"));
         assert!(!valid_config_id("Cluster"));

@@ -200,11 +200,15 @@ async fn add_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     let oid = Uuid::new_v4();
     let name = match spec.get("name") {
         None | Some(Json::Null) => format!("cwg_{}", &oid.to_string()[..8]),
-        Some(Json::String(n)) if valid_config_id(n) => n.clone(),
+        Some(Json::String(n)) if valid_group_name(n) => n.clone(),
         Some(other) => {
             return Err(CallError::new(
                 INVALID_CONFIGURATION,
-                format!("worker group name {other} does not match ^[a-z][a-z0-9_]{{2,11}}$"),
+                format!(
+                    "worker group name {other} does not match ^[a-z][a-z0-9_]{{0,59}}$ (its \
+                     workers are named <name>_<n>, and worker ids must match Crossbar's \
+                     ^[a-z][a-z0-9_]{{2,63}}$)"
+                ),
             ));
         }
     };
@@ -258,7 +262,8 @@ async fn add_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
             worker_group_oid: oid,
             cluster_oid: c,
             node_oid,
-            worker_name: format!("{}_{i}", group.name),
+            // 1-based, as the reference names them.
+            worker_name: format!("{}_{}", group.name, i + 1),
             status: "STOPPED".into(),
             changed,
             tcp_listening_port: None,
@@ -267,6 +272,16 @@ async fn add_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     let added = wire(propose(&s, Command::AddWorkerGroup { group, placements }).await?);
     publish(&s, "on_workergroup_added", &added);
     Ok(added)
+}
+
+/// `^[a-z][a-z0-9_]{0,59}$`: a worker group's workers are `<name>_<1..scale>` on the nodes,
+/// and those must be Crossbar config ids (`^[a-z][a-z0-9_]{2,63}$`). The reference checks
+/// nothing; `g1` is a fine name (its workers are `g1_1`, `g1_2`).
+fn valid_group_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 60
 }
 
 async fn remove_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
@@ -367,6 +382,17 @@ mod tests {
         let picked = place(&members, HashMap::new(), 3).expect("placed");
         assert_eq!(picked, vec![node(1), node(2), node(2)]);
         assert!(place(&members, HashMap::new(), 4).is_err());
+    }
+
+    #[test]
+    fn group_names_make_valid_worker_ids() {
+        assert!(valid_group_name("g1"));
+        assert!(valid_group_name("g"));
+        assert!(valid_group_name(&"a".repeat(60)));
+        assert!(!valid_group_name(&"a".repeat(61)));
+        assert!(!valid_group_name("1g"));
+        assert!(!valid_group_name("G1"));
+        assert!(!valid_group_name(""));
     }
 
     #[test]

@@ -648,6 +648,9 @@ base_fields! {
         #[serde(default)] pub http_hsts_max_age: Option<Json>,
         #[serde(default)] pub http_access_log: Option<Json>,
         #[serde(default)] pub http_display_tracebacks: Option<Json>,
+        /// What the last reconciler pass found on the nodes (see `api/orchestrate`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub orchestration: Option<Json>,
     }
 }
 

@@ -36,6 +36,17 @@ async def call_error(session, uri, *args, **kwargs) -> ApplicationError:
     return e.value
 
 
+async def status_becomes(session, get_uri: str, oid: str, status: str, timeout: float = 15.0) -> dict:
+    """Polls `get_uri(oid)` until the object has `status` (a stop answers STOPPING; the
+    orchestration reconciler moves it to STOPPED once its workers are gone)."""
+
+    async def now():
+        got = await w(session.call(get_uri, oid))
+        return got if got["status"] == status else None
+
+    return await wait_until(now, timeout, 0.05, what=f"{get_uri}({oid}) to be {status}")
+
+
 async def expect_error(session, error_uri, uri, *args, **kwargs):
     e = await call_error(session, uri, *args, **kwargs)
     assert e.error == error_uri, f"{uri}{args}: expected {error_uri}, got {e.error} {e.args}"

@@ -90,19 +90,20 @@ async def test_arealm_start_stop(master, keys, tmp_path):
     assert ev["oid"] == a["oid"] and ev["status"] == "STARTING", ev
 
     got = await w(m.s.call(A + "get_arealm", a["oid"]))
-    assert got["status"] == "STARTING" and got["workergroup_oid"] == wg["oid"], got
+    # STARTING, or DEGRADED already: the node of its worker group is not online.
+    assert got["status"] in ("STARTING", "DEGRADED") and got["workergroup_oid"] == wg["oid"], got
     assert got["webcluster_oid"] == wc["oid"], got
     workers = await w(m.s.call(A + "list_router_workers", a["oid"]))
     assert len(workers) == 1 and workers[0]["node_oid"] == node["oid"], workers
-    assert workers[0]["worker_name"] == f"{wg['name']}_0", workers
+    assert workers[0]["worker_name"] == f"{wg['name']}_1", workers
 
     await expect_error(m.s, "crossbar.error.cannot_start", A + "start_arealm", a["oid"], wg["oid"], wc["oid"])
     await expect_error(m.s, "crossbar.error.not_stopped", A + "delete_arealm", a["oid"])
 
     stopped = await w(m.s.call(A + "stop_arealm", a["oid"]))
-    assert stopped["oid"] == a["oid"] and stopped["status"] == "STOPPED", stopped
+    assert stopped["oid"] == a["oid"] and stopped["status"] == "STOPPING", stopped
     assert (await m.event("on_arealm_stopping"))["status"] == "STOPPING"
-    assert (await m.event("on_arealm_stopped"))["status"] == "STOPPED"
+    assert (await m.event("on_arealm_stopped", timeout=15))["status"] == "STOPPED"
     assert (await w(m.s.call(A + "get_arealm", a["oid"])))["status"] == "STOPPED"
     await expect_error(m.s, "crossbar.error.cannot_stop", A + "stop_arealm", a["oid"])
     await expect_error(m.s, NO_SUCH, A + "stop_arealm", str(uuid.uuid4()))

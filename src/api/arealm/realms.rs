@@ -103,18 +103,11 @@ pub(super) async fn start_arealm(s: Arc<Scope>, inv: Invocation) -> Result<Value
 pub(super) async fn stop_arealm(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     require_writer(&inv)?;
     let a = oid_arg(&inv, 0, "arealm_oid")?;
-    let (stopping, stopped) = stop(&s, Kind::ApplicationRealm, &arealm_key(&s, &a)).await?;
-    publish(
-        &s,
-        "on_arealm_stopping",
-        &crate::api::to_value(transition(&stopping, Some(&inv))),
-    );
-    publish(
-        &s,
-        "on_arealm_stopped",
-        &crate::api::to_value(transition(&stopped, None)),
-    );
-    Ok(crate::api::to_value(transition(&stopped, Some(&inv))))
+    // STOPPED (and `on_arealm_stopped`) follow once the router workers are gone.
+    let stopping = stop(&s, Kind::ApplicationRealm, &arealm_key(&s, &a)).await?;
+    let out = crate::api::to_value(transition(&stopping, Some(&inv)));
+    publish(&s, "on_arealm_stopping", &out);
+    Ok(out)
 }
 
 pub(super) async fn stat_arealm(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
