@@ -40,11 +40,14 @@ async def status_becomes(session, get_uri: str, oid: str, status: str, timeout: 
     """Polls `get_uri(oid)` until the object has `status` (a stop answers STOPPING; the
     orchestration reconciler moves it to STOPPED once its workers are gone)."""
 
+    last = {}
+
     async def now():
         got = await w(session.call(get_uri, oid))
+        last["got"] = got
         return got if got["status"] == status else None
 
-    return await wait_until(now, timeout, 0.05, what=f"{get_uri}({oid}) to be {status}")
+    return await wait_until(now, timeout, 0.05, what=lambda: f"{get_uri}({oid}) to be {status}; last {last.get('got')!r}")
 
 
 async def expect_error(session, error_uri, uri, *args, **kwargs):

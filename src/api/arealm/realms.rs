@@ -123,22 +123,20 @@ pub(super) async fn stat_arealm(s: Arc<Scope>, inv: Invocation) -> Result<Value,
             .len();
     }
     let roles = r.list_json(Kind::ArealmRoleAssociation, &inside)?.len();
-    let workers = match arealm.workergroup_oid {
-        Some(wg) => r
-            .list_json(
-                Kind::RouterWorkerGroupClusterPlacement,
-                &format!("{}/{wg}/", s.mrealm_oid),
-            )?
-            .len(),
-        None => 0,
-    };
+    let workers = router_workers(&s, &r, &arealm)?;
+    let running = workers
+        .iter()
+        .filter(|w| w.get("state").and_then(Json::as_str) == Some("running"))
+        .count();
     let mut out = serde_json::to_value(&arealm).unwrap_or(Json::Null);
     out["stats"] = json!({
         "principals": principals.len(),
         "credentials": credentials,
         "roles": roles,
-        "router_workers": workers,
+        "router_workers": workers.len(),
+        "router_workers_running": running,
     });
+    out["router_workers"] = Json::Array(workers);
     Ok(wire(out))
 }
 
@@ -149,12 +147,53 @@ pub(super) async fn list_router_workers(
     let a = oid_arg(&inv, 0, "arealm_oid")?;
     let r = reader(&s).await?;
     let arealm = get_arealm_in(&s, &r, &a)?;
+    Ok(Value::List(
+        router_workers(&s, &r, &arealm)?
+            .into_iter()
+            .map(crate::api::to_value)
+            .collect(),
+    ))
+}
+
+/// The placements of the realm's worker group, each with what the last orchestration pass
+/// found on its node for this realm: `state` (running, failed, offline, stopped), the
+/// realm's transport and `port` there, and the `error` of a failed step.
+fn router_workers(
+    s: &Scope,
+    r: &crate::store::Reader,
+    arealm: &ApplicationRealm,
+) -> Result<Vec<Json>, CallError> {
     let Some(wg) = arealm.workergroup_oid else {
-        return Ok(Value::List(Vec::new()));
+        return Ok(Vec::new());
     };
+    let report = arealm.extra.get("orchestration");
     let placements =
         r.list::<RouterWorkerGroupClusterPlacement>(&format!("{}/{wg}/", s.mrealm_oid))?;
-    Ok(Value::List(placements.iter().map(wire_record).collect()))
+    Ok(placements
+        .iter()
+        .map(|p| {
+            let mut out = crate::api::to_json(&wire_record(p));
+            let found = report
+                .and_then(|o| o.get("nodes"))
+                .and_then(|n| n.get(p.node_oid.to_string()))
+                .and_then(|n| n.get("workers"))
+                .and_then(|w| w.get(&p.worker_name));
+            let stopped = arealm.status == "STOPPED";
+            out["state"] = match (found, stopped) {
+                (_, true) => json!("stopped"),
+                (Some(f), _) => f.get("state").cloned().unwrap_or(Json::Null),
+                (None, _) => json!("pending"),
+            };
+            for k in ["transport", "port", "error"] {
+                out[k] = if stopped {
+                    Json::Null
+                } else {
+                    found.and_then(|f| f.get(k)).cloned().unwrap_or(Json::Null)
+                };
+            }
+            out
+        })
+        .collect())
 }
 
 pub(super) async fn list_arealm_roles(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {

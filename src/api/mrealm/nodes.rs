@@ -30,6 +30,16 @@ async fn pair_node(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Repl
         .or_else(|| inv.kwarg("authextra"))
         .filter(|v| !matches!(v, Value::Null))
         .map(to_json);
+    // Where the other nodes reach this one (router links, proxy connections): given at
+    // pairing as `cluster_ip` in authextra, or under the key file tag's name.
+    let cluster_ip = match authextra.as_ref().and_then(|a| {
+        a.get("cluster_ip")
+            .or_else(|| a.get("node-cluster-ip"))
+            .cloned()
+    }) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(valid_cluster_ip(&v)?),
+    };
     let mrealm = mrealm_by(&ctx, MrealmRef::Name(&realm_name))
         .await
         .map_err(|_| {
@@ -46,7 +56,7 @@ async fn pair_node(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Repl
         tags: None,
         owner_oid: Some(owner.oid),
         pubkey,
-        cluster_ip: None,
+        cluster_ip,
         mrealm_oid: Some(mrealm.oid),
         authid: Some(authid),
         authextra,
@@ -226,6 +236,14 @@ async fn get_node(ctx: Arc<Ctx>, _: Publisher, inv: Invocation) -> Reply {
     Ok(record_value(&node))
 }
 
+/// A node's cluster IP: an IPv4 or IPv6 address, as text.
+fn valid_cluster_ip(v: &serde_json::Value) -> Result<String, CallError> {
+    v.as_str()
+        .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_owned)
+        .ok_or_else(|| bad_argument(format!("cluster_ip {v} is not an IP address")))
+}
+
 async fn modify_node(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Reply {
     let oid = oid_arg(&inv, 0, "node_oid")?;
     // The pubkey, realm and authid change only by pairing.
@@ -235,6 +253,9 @@ async fn modify_node(ctx: Arc<Ctx>, publisher: Publisher, inv: Invocation) -> Re
         "node_delta",
         &["label", "description", "tags", "authextra", "cluster_ip"],
     )?;
+    if let Some(ip) = delta.get("cluster_ip").filter(|v| !v.is_null()) {
+        valid_cluster_ip(ip)?;
+    }
     let node = {
         let r = ctx.replica.read().await?;
         node_of(&r, oid)?

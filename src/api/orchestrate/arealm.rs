@@ -241,23 +241,37 @@ impl Orchestrator {
         let tnp = plan::transport_id(a);
         let members: Vec<&crate::store::model::Node> =
             p.cluster_members.iter().map(|m| &m.node).collect();
-        let (transport, _) = ops
-            .ensure(
-                || ops.worker(node, w, "get_router_transport", vec![json!(tnp)]),
-                || {
-                    ops.worker(
-                        node,
-                        w,
-                        "start_router_transport",
-                        vec![
-                            json!(tnp),
-                            plan::transport_config(&tnp, &p.arealm.name, &members),
-                        ],
-                    )
-                },
-            )
+        let ip = plan::cluster_ip(node);
+        let config =
+            |port: Option<u16>| plan::transport_config(&tnp, &p.arealm.name, &ip, port, &members);
+        // The port the transport had before (a restarted node): taken again if free, so the
+        // other workers' links and the proxies' connections (which the edge can neither
+        // change nor stop) find it where they point.
+        let before = reported_port(&p.arealm.extra, &node.oid, w);
+        let transport = match ops
+            .worker(node, w, "get_router_transport", vec![json!(tnp)])
             .await
-            .map_err(at("start_router_transport"))?;
+        {
+            Ok(t) => t,
+            Err(e) if is_missing(&e) => {
+                let start = |cfg: Json| {
+                    ops.worker(node, w, "start_router_transport", vec![json!(tnp), cfg])
+                };
+                match before {
+                    Some(port) => match start(config(Some(port))).await {
+                        Ok(t) => t,
+                        Err(e) if e.uri == "crossbar.error.cannot_listen" => start(config(None))
+                            .await
+                            .map_err(at("start_router_transport"))?,
+                        Err(e) => return Err(("start_router_transport".into(), e)),
+                    },
+                    None => start(config(None))
+                        .await
+                        .map_err(at("start_router_transport"))?,
+                }
+            }
+            Err(e) => return Err(("get_router_transport".into(), e)),
+        };
         transport_port(&transport).ok_or_else(|| {
             (
                 "start_router_transport".into(),
@@ -295,18 +309,21 @@ impl Orchestrator {
             )
             .await;
         match found {
-            // A link toward a port the other worker no longer listens on (it was restarted)
-            // is replaced.
             Ok(running) if link_port(&running) == Some(port) => return Ok(()),
             Ok(_) => {
-                ops.worker(
-                    node,
-                    w,
-                    "stop_router_realm_link",
-                    vec![json!(realm), json!(id)],
-                )
-                .await
-                .map_err(at(format!("stop_router_realm_link {id}")))?;
+                // The other worker came back on another port. The edge cannot stop a link
+                // (`stop_router_realm_link` raises in 26.10.1), so this worker is restarted
+                // and rebuilt by the next pass.
+                self.stop_worker(node, w)
+                    .await
+                    .map_err(at(format!("stop_worker {w} (stale link {id})")))?;
+                return Err((
+                    format!("link {id}"),
+                    CallError::new(
+                        "crossbar.error.stale_link",
+                        format!("restarted {w}: its link pointed at a port no longer served"),
+                    ),
+                ));
             }
             Err(e) if is_missing(&e) => {}
             Err(e) => return Err((format!("get_router_realm_link {id}"), e)),
@@ -359,26 +376,21 @@ impl Orchestrator {
             match found {
                 Ok(c) if connection_port(&c) == Some(port) => {}
                 Ok(_) => {
-                    // The router worker came back on another port: a new connection, and
-                    // the routes through the old one go with it.
-                    for r in routes_via(&existing, &cnc) {
-                        ops.worker(
-                            proxy_node,
-                            id,
-                            "stop_proxy_realm_route",
-                            vec![json!(realm), json!(r)],
-                        )
+                    // The router worker came back on another port. The edge keeps stopped
+                    // connections in its rotation, so only a fresh proxy worker forgets the
+                    // old one: restart it; the next passes rebuild it.
+                    self.stop_worker(proxy_node, id)
                         .await
-                        .map_err(at(format!("stop_proxy_realm_route {r}")))?;
-                    }
-                    ops.worker(proxy_node, id, "stop_proxy_connection", vec![json!(cnc)])
-                        .await
-                        .map_err(at(format!("stop_proxy_connection {cnc}")))?;
-                    self.start_connection(proxy_node, id, &cnc, &host, port, pl)
-                        .await?;
-                    self.start_route(proxy_node, id, realm, &roles, &cnc)
-                        .await?;
-                    continue;
+                        .map_err(at(format!("stop_worker {id} (stale connection {cnc})")))?;
+                    return Err((
+                        format!("connection {cnc}"),
+                        CallError::new(
+                            "crossbar.error.stale_link",
+                            format!(
+                                "restarted {id}: its connection pointed at a port no longer served"
+                            ),
+                        ),
+                    ));
                 }
                 Err(e) if is_missing(&e) => {
                     self.start_connection(proxy_node, id, &cnc, &host, port, pl)
@@ -519,6 +531,19 @@ impl Orchestrator {
     }
 }
 
+/// The port the last report says the realm's transport had on worker `w` of `node`.
+fn reported_port(extra: &crate::store::model::Extra, node: &uuid::Uuid, w: &str) -> Option<u16> {
+    extra
+        .get("orchestration")?
+        .get("nodes")?
+        .get(node.to_string())?
+        .get("workers")?
+        .get(w)?
+        .get("port")?
+        .as_u64()
+        .map(|p| p as u16)
+}
+
 /// The port a router transport listens on: with a port range, the edge writes the port it
 /// picked into the transport's config.
 fn transport_port(t: &Json) -> Option<u16> {
@@ -545,19 +570,6 @@ fn role_matches(running: &Json, want: &Json) -> bool {
     running.get("permissions") == want.get("permissions")
 }
 
-/// The ids of the routes that use connection `cnc`.
-fn routes_via(routes: &[Json], cnc: &str) -> Vec<String> {
-    routes
-        .iter()
-        .filter(|r| {
-            r.get("config")
-                .and_then(Json::as_object)
-                .is_some_and(|c| c.values().any(|v| v.as_str() == Some(cnc)))
-        })
-        .filter_map(|r| r.get("id").and_then(Json::as_str).map(str::to_owned))
-        .collect()
-}
-
 /// Whether some running route maps every one of `roles` to `cnc`.
 fn routed(routes: &[Json], cnc: &str, roles: &[&str]) -> bool {
     routes.iter().any(|r| {
@@ -582,7 +594,6 @@ mod tests {
         assert!(routed(&routes, "cnc_a", &["app", "admin"]));
         assert!(!routed(&routes, "cnc_b", &["app", "admin"]));
         assert!(routed(&routes, "cnc_b", &["app"]));
-        assert_eq!(routes_via(&routes, "cnc_b"), vec!["route001"]);
     }
 
     #[test]

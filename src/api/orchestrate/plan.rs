@@ -25,11 +25,6 @@ pub fn proxy_worker_ids(webcluster: &uuid::Uuid, parallel: i64) -> Vec<String> {
         .collect()
 }
 
-/// Whether a worker id is one the master starts (a proxy worker of some web cluster).
-pub fn is_proxy_worker_id(id: &str) -> bool {
-    id.starts_with("cpw-")
-}
-
 /// The proxy transport every proxy worker of a web cluster listens on.
 pub const PROXY_TRANSPORT: &str = "primary";
 
@@ -87,9 +82,17 @@ pub fn cluster_ip(node: &Node) -> String {
 pub const TRANSPORT_PORTS: [u16; 2] = [10000, 10100];
 
 /// `start_router_transport` config of an application realm's transport: rawsocket/CBOR on a
-/// port of the range, and the member nodes of this router cluster only, by their keys, both
-/// as router links (`cryptosign`) and as proxies (`cryptosign-proxy`).
-pub fn transport_config(id: &str, realm: &str, members: &[&Node]) -> Json {
+/// port of the range, bound to the node's cluster IP (where the other nodes reach it), and
+/// the member nodes of this router cluster only, by their keys, both as router links
+/// (`cryptosign`) and as proxies (`cryptosign-proxy`).
+/// `port` asks for a given port (the one it had before), else one of the range is picked.
+pub fn transport_config(
+    id: &str,
+    realm: &str,
+    interface: &str,
+    port: Option<u16>,
+    members: &[&Node],
+) -> Json {
     let mut principals = serde_json::Map::new();
     for n in members {
         if let Some(authid) = &n.authid {
@@ -99,11 +102,15 @@ pub fn transport_config(id: &str, realm: &str, members: &[&Node]) -> Json {
             );
         }
     }
+    let endpoint = match port {
+        Some(port) => json!({"type": "tcp", "interface": interface, "port": port}),
+        None => json!({"type": "tcp", "interface": interface, "portrange": TRANSPORT_PORTS}),
+    };
     json!({
         "id": id,
         "type": "rawsocket",
         "serializers": ["cbor"],
-        "endpoint": {"type": "tcp", "portrange": TRANSPORT_PORTS},
+        "endpoint": endpoint,
         "auth": {
             "cryptosign": {"type": "static", "principals": principals},
             "cryptosign-proxy": {"type": "static", "principals": principals},
@@ -126,9 +133,10 @@ pub fn rlink_role() -> Json {
     })
 }
 
-/// `start_router_realm` config.
+/// `start_router_realm` config; the meta API is bridged so `remote.realm.meta.*` works on
+/// managed realms too.
 pub fn realm_config(name: &str) -> Json {
-    json!({"name": name})
+    json!({"name": name, "options": {"bridge_meta_api": true}})
 }
 
 /// One permission of a stored role as the edge wants it.
@@ -218,7 +226,7 @@ mod tests {
             authid: Some("node1".into()),
             authextra: None,
         };
-        let c = transport_config("tnp_x", "app", &[&node]);
+        let c = transport_config("tnp_x", "app", "127.0.0.1", None, &[&node]);
         for method in ["cryptosign", "cryptosign-proxy"] {
             assert_eq!(
                 c["auth"][method]["principals"]["node1"]["authorized_keys"][0],

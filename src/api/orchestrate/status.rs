@@ -188,15 +188,6 @@ pub async fn write(
     Ok(true)
 }
 
-/// The failed-pass counter stored with the report.
-pub fn stored_failures(current: &Json) -> u32 {
-    current
-        .get("orchestration")
-        .and_then(|o| o.get("failures"))
-        .and_then(Json::as_u64)
-        .unwrap_or(0) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,42 +86,23 @@ pub fn service_config(ws: &WebService, arealms: &[ArealmAccess]) -> Json {
 }
 
 fn add_principals(cfg: &mut Json, arealms: &[ArealmAccess]) {
+    let Some(obj) = cfg.as_object_mut() else {
+        return;
+    };
+    let auth = obj.entry("auth").or_insert_with(|| json!({}));
+    let Some(auth) = auth.as_object_mut() else {
+        return;
+    };
     for a in arealms {
-        for (p, role, creds) in &arealms_principals(a) {
-            for c in creds.iter() {
-                // Crossbar's static authenticators: WAMP-CRA keeps `users`, the others
-                // `principals`.
-                let (method, list) = match c.authmethod.as_str() {
-                    "wampcra" => ("wampcra", "users"),
-                    "ticket" => ("ticket", "principals"),
-                    "cryptosign" => ("cryptosign", "principals"),
-                    _ => continue,
-                };
-                let mut entry = c.authconfig.clone().unwrap_or(json!({}));
-                if !entry.is_object() {
-                    entry = json!({});
-                }
-                entry["role"] = json!(role);
-                entry["realm"] = json!(a.name);
-                if method == "cryptosign"
-                    && entry.get("authorized_keys").is_none()
-                    && let Some(k) = entry.get("pubkey").cloned()
-                {
-                    entry["authorized_keys"] = json!([k]);
-                }
-                if let Some(extra) = &p.authextra {
-                    entry["extra"] = extra.clone();
-                }
-                let auth = cfg
-                    .as_object_mut()
-                    .map(|o| o.entry("auth").or_insert_with(|| json!({})));
-                let Some(auth) = auth.filter(|a| a.is_object()) else {
-                    return;
+        for (p, role, creds) in &a.principals {
+            for c in creds {
+                let Some((method, list, entry)) = static_principal(c, role, &a.name) else {
+                    continue;
                 };
                 let m = auth
-                    .as_object_mut()
-                    .map(|o| o.entry(method).or_insert_with(|| json!({"type": "static"})));
-                if let Some(m) = m.and_then(Json::as_object_mut) {
+                    .entry(method)
+                    .or_insert_with(|| json!({"type": "static"}));
+                if let Some(m) = m.as_object_mut() {
                     let l = m.entry(list).or_insert_with(|| json!({}));
                     if let Some(l) = l.as_object_mut() {
                         l.insert(p.authid.clone(), entry);
@@ -132,14 +113,73 @@ fn add_principals(cfg: &mut Json, arealms: &[ArealmAccess]) {
     }
 }
 
-type PrincipalAccess<'a> = (
-    &'a crate::store::model::Principal,
-    &'a String,
-    &'a Vec<crate::store::model::Credential>,
-);
+/// A stored credential as an entry of Crossbar's static authenticators, which accept only
+/// their own keys (`checkconfig.py`): (method, list name, entry). Ticket and WAMP-CRA
+/// entries cannot name a realm (the client's realm must have a route for the role);
+/// cryptosign entries do.
+fn static_principal(
+    c: &crate::store::model::Credential,
+    role: &str,
+    realm: &str,
+) -> Option<(&'static str, &'static str, Json)> {
+    let cfg = c.authconfig.clone().unwrap_or(json!({}));
+    let text = |k: &str| cfg.get(k).and_then(Json::as_str).map(str::to_owned);
+    match c.authmethod.as_str() {
+        "ticket" => {
+            let ticket = text("ticket").or_else(|| text("secret"))?;
+            Some((
+                "ticket",
+                "principals",
+                json!({"ticket": ticket, "role": role}),
+            ))
+        }
+        "wampcra" => {
+            let secret = text("secret").or_else(|| text("ticket"))?;
+            let mut e = json!({"secret": secret, "role": role});
+            for k in ["salt", "iterations", "keylen"] {
+                if let Some(v) = cfg.get(k).filter(|v| !v.is_null()) {
+                    e[k] = v.clone();
+                }
+            }
+            Some(("wampcra", "users", e))
+        }
+        "cryptosign" => {
+            let keys = match cfg.get("authorized_keys") {
+                Some(Json::Array(k)) => Json::Array(k.clone()),
+                _ => json!([text("pubkey")?]),
+            };
+            Some((
+                "cryptosign",
+                "principals",
+                json!({"authorized_keys": keys, "role": role, "realm": realm}),
+            ))
+        }
+        _ => None,
+    }
+}
 
-fn arealms_principals(a: &ArealmAccess) -> Vec<PrincipalAccess<'_>> {
-    a.principals.iter().map(|(p, r, c)| (p, r, c)).collect()
+/// A short digest of a service configuration: the edge cannot tell what a running service
+/// was started with (its `get_web_transport_service` answers with the transport), so the
+/// report keeps what was applied, and a change is applied by replacing the service.
+fn digest(cfg: &Json) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    cfg.to_string().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// The digest the last report says service `path` of worker `id` on node `node` runs with.
+fn applied_digest(c: &WebCluster, node: &uuid::Uuid, id: &str, path: &str) -> Option<String> {
+    c.orchestration
+        .as_ref()?
+        .get("nodes")?
+        .get(node.to_string())?
+        .get("workers")?
+        .get(id)?
+        .get("services")?
+        .get(path)?
+        .as_str()
+        .map(str::to_owned)
 }
 
 impl Orchestrator {
@@ -153,8 +193,9 @@ impl Orchestrator {
             if m.online {
                 for id in ids {
                     match self.proxy_worker(m, id, plan, parallel_of(ids)).await {
-                        Ok(()) => {
-                            n.workers.insert(id.clone(), json!({"state": "running"}));
+                        Ok(services) => {
+                            n.workers
+                                .insert(id.clone(), json!({"state": "running", "services": services}));
                         }
                         Err((what, e)) => {
                             n.workers.insert(
@@ -185,7 +226,7 @@ impl Orchestrator {
         id: &str,
         plan: &WebClusterPlan,
         parallel: usize,
-    ) -> Result<(), (String, CallError)> {
+    ) -> Result<Json, (String, CallError)> {
         let node = &m.node;
         let ops = &self.ops;
         let at = |what: &str| {
@@ -227,8 +268,10 @@ impl Orchestrator {
         )
         .await
         .map_err(at("start_proxy_transport"))?;
+        let mut services = serde_json::Map::new();
         for ws in &plan.services {
             let want = service_config(ws, &plan.arealms);
+            let want_digest = digest(&want);
             let path = json!(ws.path);
             let found = ops
                 .worker(
@@ -238,24 +281,26 @@ impl Orchestrator {
                     vec![json!(PROXY_TRANSPORT), path.clone()],
                 )
                 .await;
-            let running_config = match found {
-                Ok(v) => Some(v),
-                Err(e) if is_missing(&e) => None,
-                Err(e) => return Err((format!("get_web_transport_service {}", ws.path), e)),
-            };
-            if let Some(running) = &running_config {
-                if service_matches(running, &want) {
-                    continue;
+            match found {
+                Ok(_) => {
+                    let applied = applied_digest(&plan.cluster, &node.oid, id, &ws.path);
+                    // Unknown (an earlier master version): keep what runs.
+                    if applied.is_none() || applied.as_deref() == Some(want_digest.as_str()) {
+                        services.insert(ws.path.clone(), json!(applied.unwrap_or(want_digest)));
+                        continue;
+                    }
+                    // Changed (e.g. an application realm's principals): replace it.
+                    ops.worker(
+                        node,
+                        id,
+                        "stop_web_transport_service",
+                        vec![json!(PROXY_TRANSPORT), path.clone()],
+                    )
+                    .await
+                    .map_err(at(&format!("stop_web_transport_service {}", ws.path)))?;
                 }
-                // Changed (e.g. an application realm's principals): replace it.
-                ops.worker(
-                    node,
-                    id,
-                    "stop_web_transport_service",
-                    vec![json!(PROXY_TRANSPORT), path.clone()],
-                )
-                .await
-                .map_err(at(&format!("stop_web_transport_service {}", ws.path)))?;
+                Err(e) if is_missing(&e) => {}
+                Err(e) => return Err((format!("get_web_transport_service {}", ws.path), e)),
             }
             ops.worker(
                 node,
@@ -265,8 +310,9 @@ impl Orchestrator {
             )
             .await
             .map_err(at(&format!("start_web_transport_service {}", ws.path)))?;
+            services.insert(ws.path.clone(), json!(want_digest));
         }
-        Ok(())
+        Ok(Json::Object(services))
     }
 
     /// Stops the cluster's proxy workers on every online member node; true when none is
@@ -291,16 +337,5 @@ impl Orchestrator {
             }
         }
         report
-    }
-}
-
-/// Whether the service the node runs has the configuration we want. The edge answers
-/// `get_web_transport_service` with the config it was started with (as a dict, maybe
-/// with its own defaults added): each key we set must have our value.
-fn service_matches(running: &Json, want: &Json) -> bool {
-    let running = running.get("config").unwrap_or(running);
-    match (running.as_object(), want.as_object()) {
-        (Some(r), Some(w)) => w.iter().all(|(k, v)| r.get(k) == Some(v)),
-        _ => false,
     }
 }

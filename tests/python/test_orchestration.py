@@ -1,0 +1,226 @@
+"""Orchestration with real, unmodified Crossbar.io edge nodes (PyPI): two `crossbar edge start`
+nodes paired with a management realm, a web cluster, a router cluster with a worker group of
+scale 2, and an application realm started on them. Application clients (autobahn) join through
+the web cluster's proxy port and call and publish across the two router workers (through the
+router links). Then stop/delete/start again, and kill -9 of an edge node (DEGRADED) and its
+restart (RUNNING).
+
+The tests build on each other (one master, two edge nodes) and run in order."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import RegisterOptions
+
+from conftest import aio, free_port, join, w
+from crossbar_pypi import require_crossbar
+from edges import Aborted, Edge, app_client, leave
+from mgmt import AREALM, RCLUSTER, WCLUSTER, expect_error, status_becomes, unique
+from waiting import wait_until
+
+RUNNING_TIMEOUT = 120
+NODE = "crossbarfabriccenter.mrealm."
+REMOTE = "crossbarfabriccenter.remote."
+
+ST = SimpleNamespace()
+
+
+@pytest.fixture(scope="module")
+def edges(master, keys, tmp_path_factory):
+    require_crossbar()
+    base = tmp_path_factory.mktemp("edges")
+    nodes = [Edge(base, f"node{i}", master.url) for i in (1, 2)]
+    yield nodes
+    for n in nodes:
+        n.kill()
+
+
+async def owner(master, keys):
+    return await join(master, keys, realm=ST.mrealm)
+
+
+async def wait_status(s, get_uri, oid, status, timeout=RUNNING_TIMEOUT):
+    return await status_becomes(s, get_uri, oid, status, timeout=timeout)
+
+
+@pytest.mark.timeout(230)
+@aio(timeout=200)
+async def test_nodes_pair_with_their_cluster_ip_and_come_online(master, keys, edges):
+    su = await join(master, keys)
+    m = await w(su.call(NODE + "create_mrealm", {"name": unique("orch-")}))
+    ST.mrealm = m["name"]
+    n1, n2 = edges
+    # The cluster IP comes at pairing (authextra), or later with modify_node.
+    a = await w(su.call(NODE + "pair_node", n1.pubkey, ST.mrealm, "node1", {"cluster_ip": "127.0.0.1"}))
+    assert a["cluster_ip"] == "127.0.0.1", a
+    b = await w(su.call(NODE + "pair_node", n2.pubkey, ST.mrealm, "node2"))
+    assert b["cluster_ip"] is None, b
+    await expect_error(su, "wamp.error.invalid_argument", NODE + "modify_node", b["oid"], {"cluster_ip": "not-an-ip"})
+    b = await w(su.call(NODE + "modify_node", b["oid"], {"cluster_ip": "127.0.0.1"}))
+    assert b["cluster_ip"] == "127.0.0.1", b
+    ST.nodes = {"node1": a["oid"], "node2": b["oid"]}
+    for e in edges:
+        e.start()
+    for e in edges:
+        await asyncio.to_thread(e.wait_connected)
+    s = await owner(master, keys)
+    for name, oid in ST.nodes.items():
+        await wait_until(lambda oid=oid: _online(s, oid), 30, 0.2, what=f"{name} online")
+
+
+async def _online(s, oid):
+    return (await w(s.call(NODE + "get_node", oid)))["status"] == "online"
+
+
+@pytest.mark.timeout(330)
+@aio(timeout=300)
+async def test_an_application_realm_runs_across_two_nodes_behind_a_web_cluster(master, keys, edges):
+    s = await owner(master, keys)
+    ST.port = free_port()
+    wc = await w(s.call(WCLUSTER + "create_webcluster", {
+        "name": "wc1", "tcp_port": ST.port, "tcp_interface": "127.0.0.1"}))
+    await w(s.call(WCLUSTER + "add_webcluster_node", wc["oid"], ST.nodes["node1"], {"parallel": 1}))
+    await w(s.call(WCLUSTER + "add_webcluster_service", wc["oid"], "ws", {
+        "type": "websocket", "serializers": ["cbor", "json"],
+        "auth": {"anonymous": {"type": "static", "role": "app"}}}))
+    rc = await w(s.call(RCLUSTER + "create_routercluster", {"name": "rc1"}))
+    for oid in ST.nodes.values():
+        await w(s.call(RCLUSTER + "add_routercluster_node", rc["oid"], oid, {"softlimit": 4, "hardlimit": 8}))
+    # `g1`: a name the reference accepts (its workers are g1_1 and g1_2).
+    wg = await w(s.call(RCLUSTER + "add_routercluster_workergroup", rc["oid"], {"name": "g1", "scale": 2}))
+    st = await w(s.call(RCLUSTER + "stat_routercluster_workergroup", rc["oid"], wg["oid"]))
+    placed = {p["worker_name"]: p["node_oid"] for p in st["placements"]}
+    assert sorted(placed) == ["g1_1", "g1_2"], st
+    assert set(placed.values()) == set(ST.nodes.values()), f"placements not spread over both nodes: {st}"
+
+    role = await w(s.call(AREALM + "create_role", {"name": "app"}))
+    await w(s.call(AREALM + "add_role_permission", role["oid"], "", {
+        "match": "prefix", "allow_call": True, "allow_register": True, "allow_publish": True,
+        "allow_subscribe": True, "disclose_caller": True, "disclose_publisher": True}))
+    a = await w(s.call(AREALM + "create_arealm", {"name": "app1"}))
+    await w(s.call(AREALM + "add_arealm_role", a["oid"], role["oid"]))
+    alice = await w(s.call(AREALM + "add_principal", a["oid"], {"authid": "alice", "role_oid": role["oid"]}))
+    await w(s.call(AREALM + "add_principal_credential", a["oid"], alice["oid"], {
+        "authmethod": "ticket", "realm": "app1", "authid": "alice", "authconfig": {"ticket": "alice-secret"}}))
+    ST.wc, ST.rc, ST.wg, ST.arealm, ST.role = wc["oid"], rc["oid"], wg["oid"], a["oid"], role["oid"]
+
+    await w(s.call(WCLUSTER + "start_webcluster", wc["oid"]))
+    await w(s.call(RCLUSTER + "start_routercluster", rc["oid"]))
+    await w(s.call(AREALM + "start_arealm", a["oid"], wg["oid"], wc["oid"]))
+    await wait_status(s, WCLUSTER + "get_webcluster", wc["oid"], "RUNNING")
+    await wait_status(s, RCLUSTER + "get_routercluster", rc["oid"], "RUNNING")
+    got = await wait_status(s, AREALM + "get_arealm", a["oid"], "RUNNING")
+    assert got["orchestration"]["reason"] is None, got
+
+    # What runs where, from the master and from the nodes themselves.
+    workers = await w(s.call(AREALM + "list_router_workers", a["oid"]))
+    assert sorted(x["worker_name"] for x in workers) == ["g1_1", "g1_2"], workers
+    assert all(isinstance(x["port"], int) and x["state"] == "running" for x in workers), workers
+    for name, oid in ST.nodes.items():
+        on_node = await w(s.call(REMOTE + "node.get_workers", oid), 30)
+        worker = next(x["worker_name"] for x in workers if x["node_oid"] == oid)
+        assert worker in on_node, (name, on_node)
+    stat = await w(s.call(AREALM + "stat_arealm", a["oid"]))
+    assert stat["stats"]["router_workers"] == 2 and stat["status"] == "RUNNING", stat
+    await _traffic_across_workers(ST.port)
+
+
+async def _clients_on_two_workers(port):
+    """Joins clients through the proxy until two sit on different router workers (the
+    proxy picks a connection round-robin); bounded."""
+    first = await app_client(port, "app1", ["ticket"], authid="alice", secret="alice-secret")
+    assert first.joined.result().authrole == "app" and first.joined.result().authid == "alice"
+    spare = []
+    for _ in range(6):
+        c = await app_client(port, "app1", ["anonymous"])
+        if c.worker != first.worker:
+            for x in spare:
+                await leave(x)
+            return first, c
+        spare.append(c)
+    raise AssertionError(f"every client landed on {first.worker}")
+
+
+async def _traffic_across_workers(port):
+    a, b = await _clients_on_two_workers(port)
+    assert {a.worker, b.worker} == {"g1_1", "g1_2"}, (a.worker, b.worker)
+    await w(a.register(lambda x, y, details=None: [x + y, details.caller], "com.example.add2",
+                       options=RegisterOptions(details_arg="details")))
+    # The registration reaches the other worker over the router link.
+    async def call():
+        try:
+            return await b.call("com.example.add2", 2, 3)
+        except ApplicationError as e:
+            if e.error == "wamp.error.no_such_procedure":
+                return None
+            raise
+    total, caller = await wait_until(call, 20, 0.2, what="a call across router workers")
+    assert total == 5 and caller is not None, (total, caller)
+    got = asyncio.get_running_loop().create_future()
+    await w(b.subscribe(lambda msg: got.done() or got.set_result(msg), "com.example.topic"))
+
+    async def published():
+        a.publish("com.example.topic", "hello")
+        try:
+            return await asyncio.wait_for(asyncio.shield(got), 0.5)
+        except asyncio.TimeoutError:
+            return None
+    assert await wait_until(published, 20, 0.1, what="an event across router workers") == "hello"
+    await leave(a)
+    await leave(b)
+
+
+@pytest.mark.timeout(330)
+@aio(timeout=300)
+async def test_stop_removes_the_workers_then_delete_and_start_again(master, keys, edges):
+    s = await owner(master, keys)
+    stopping = await w(s.call(AREALM + "stop_arealm", ST.arealm))
+    assert stopping["status"] == "STOPPING", stopping
+    await wait_status(s, AREALM + "get_arealm", ST.arealm, "STOPPED")
+    for oid in ST.nodes.values():
+        left = await w(s.call(REMOTE + "node.get_workers", oid), 30)
+        assert not [x for x in left if x.startswith("g1_")], left
+    with pytest.raises(Aborted):
+        await app_client(ST.port, "app1", ["anonymous"], timeout=10)
+    # Started again: everything comes back.
+    await w(s.call(AREALM + "start_arealm", ST.arealm, ST.wg, ST.wc))
+    await wait_status(s, AREALM + "get_arealm", ST.arealm, "RUNNING")
+    await _traffic_across_workers(ST.port)
+
+
+@pytest.mark.timeout(430)
+@aio(timeout=400)
+async def test_a_killed_edge_node_degrades_the_realm_until_it_is_back(master, keys, edges):
+    s = await owner(master, keys)
+    n2 = edges[1]
+    n2.kill()
+    got = await wait_status(s, AREALM + "get_arealm", ST.arealm, "DEGRADED", timeout=60)
+    assert "node2" in got["orchestration"]["reason"], got
+    await wait_status(s, RCLUSTER + "get_routercluster", ST.rc, "DEGRADED", timeout=30)
+    mark = n2.log_size()
+    n2.start()
+    await asyncio.to_thread(n2.wait_connected, mark)
+    await wait_status(s, AREALM + "get_arealm", ST.arealm, "RUNNING")
+    await wait_status(s, RCLUSTER + "get_routercluster", ST.rc, "RUNNING", timeout=30)
+    await _traffic_across_workers(ST.port)
+
+
+@pytest.mark.timeout(330)
+@aio(timeout=300)
+async def test_everything_stops_and_is_deleted(master, keys, edges):
+    s = await owner(master, keys)
+    await w(s.call(AREALM + "stop_arealm", ST.arealm))
+    await w(s.call(WCLUSTER + "stop_webcluster", ST.wc))
+    await w(s.call(RCLUSTER + "stop_routercluster", ST.rc))
+    await wait_status(s, AREALM + "get_arealm", ST.arealm, "STOPPED")
+    await wait_status(s, WCLUSTER + "get_webcluster", ST.wc, "STOPPED")
+    await wait_status(s, RCLUSTER + "get_routercluster", ST.rc, "STOPPED")
+    on_node1 = await w(s.call(REMOTE + "node.get_workers", ST.nodes["node1"]), 30)
+    assert not [x for x in on_node1 if x.startswith("cpw-") or x.startswith("g1_")], on_node1
+    await w(s.call(AREALM + "delete_arealm", ST.arealm))
+    await w(s.call(WCLUSTER + "delete_webcluster", ST.wc))
+    await expect_error(s, "crossbar.error.no_such_object", AREALM + "get_arealm", ST.arealm)
