@@ -337,11 +337,41 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Dict::new();
-        // Only string keys are valid WAMP dictionary keys; other key types fail here.
-        while let Some((k, v)) = map.next_entry::<String, Value>()? {
+        // WAMP dictionary keys are strings. Integer keys (CBOR and MsgPack allow them, and
+        // Crossbar's edge sends them, e.g. in `get_worker(..., include_stats=True)`) become
+        // their decimal text, as a JSON serializer writes them; other key types fail here.
+        while let Some((MapKey(k), v)) = map.next_entry::<MapKey, Value>()? {
             out.insert(k, v);
         }
         Ok(Value::Dict(out))
+    }
+}
+
+/// A dictionary key: a string, or an integer taken as its decimal text.
+struct MapKey(String);
+
+impl<'de> Deserialize<'de> for MapKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = MapKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or integer dictionary key")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MapKey, E> {
+                Ok(MapKey(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<MapKey, E> {
+                Ok(MapKey(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MapKey, E> {
+                Ok(MapKey(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<MapKey, E> {
+                Ok(MapKey(v.to_string()))
+            }
+        }
+        d.deserialize_any(KeyVisitor)
     }
 }
 
@@ -389,5 +419,21 @@ mod tests {
         let mut d = Dict::new();
         d.insert("k".into(), nested(100));
         assert!(Value::Dict(d).nests_deeper_than(100));
+    }
+
+    #[test]
+    fn integer_keys_become_their_text_and_others_are_refused() {
+        // {1: "a", -2: "b", "k": "c"}, as the edge's worker stats send them.
+        let cbor = [0xa3, 0x01, 0x61, b'a', 0x21, 0x61, b'b', 0x61, b'k', 0x61, b'c'];
+        let v: Value = ciborium::from_reader(&cbor[..]).expect("decodes");
+        let Value::Dict(d) = v else {
+            panic!("not a dict: {v:?}")
+        };
+        assert_eq!(d.get("1"), Some(&Value::Str("a".into())));
+        assert_eq!(d.get("-2"), Some(&Value::Str("b".into())));
+        assert_eq!(d.get("k"), Some(&Value::Str("c".into())));
+        // A list as a key is still malformed.
+        let bad = [0xa1, 0x80, 0x01];
+        assert!(ciborium::from_reader::<Value, _>(&bad[..]).is_err());
     }
 }

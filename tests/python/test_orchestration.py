@@ -98,9 +98,11 @@ async def test_an_application_realm_runs_across_two_nodes_behind_a_web_cluster(m
     assert set(placed.values()) == set(ST.nodes.values()), f"placements not spread over both nodes: {st}"
 
     role = await w(s.call(AREALM + "create_role", {"name": "app"}))
+    # Caller and publisher are not disclosed by the role: across router workers the master
+    # discloses them anyway (the edge's links forward nothing they cannot attribute).
     await w(s.call(AREALM + "add_role_permission", role["oid"], "", {
         "match": "prefix", "allow_call": True, "allow_register": True, "allow_publish": True,
-        "allow_subscribe": True, "disclose_caller": True, "disclose_publisher": True}))
+        "allow_subscribe": True}))
     a = await w(s.call(AREALM + "create_arealm", {"name": "app1"}))
     await w(s.call(AREALM + "add_arealm_role", a["oid"], role["oid"]))
     alice = await w(s.call(AREALM + "add_principal", a["oid"], {"authid": "alice", "role_oid": role["oid"]}))
@@ -124,6 +126,10 @@ async def test_an_application_realm_runs_across_two_nodes_behind_a_web_cluster(m
         on_node = await w(s.call(REMOTE + "node.get_workers", oid), 30)
         worker = next(x["worker_name"] for x in workers if x["node_oid"] == oid)
         assert worker in on_node, (name, on_node)
+    # The edge's worker stats are a map with integer keys; the node's session survives them.
+    stats = await w(s.call(REMOTE + "node.get_worker", ST.nodes["node1"], "g1_1" if placed["g1_1"] == ST.nodes["node1"] else "g1_2", True), 30)
+    assert stats["status"] == "started", stats
+    assert await _online(s, ST.nodes["node1"])
     stat = await w(s.call(AREALM + "stat_arealm", a["oid"]))
     assert stat["stats"]["router_workers"] == 2 and stat["status"] == "RUNNING", stat
     await _traffic_across_workers(ST.port)

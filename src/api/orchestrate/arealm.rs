@@ -204,7 +204,7 @@ impl Orchestrator {
         .map_err(at("start_router_realm_role rlink"))?;
         for (role, perms) in &p.roles {
             let id = plan::role_id(&role.oid);
-            let want = plan::role_config(&role.name, perms);
+            let want = plan::role_config(&role.name, perms, p.placements.len() > 1);
             let found = ops
                 .worker(
                     node,

@@ -139,8 +139,11 @@ pub fn realm_config(name: &str) -> Json {
     json!({"name": name, "options": {"bridge_meta_api": true}})
 }
 
-/// One permission of a stored role as the edge wants it.
-pub fn permission(p: &crate::store::model::Permission) -> Json {
+/// One permission of a stored role as the edge wants it. With `across_workers` (the realm
+/// runs on several router workers) caller and publisher are disclosed whatever the role
+/// says: the edge's router links refuse to forward a call or an event they cannot
+/// attribute, so without it RPC and PubSub would silently stop at the worker's edge.
+pub fn permission(p: &crate::store::model::Permission, across_workers: bool) -> Json {
     json!({
         "uri": p.uri,
         "match": p.match_.clone().unwrap_or_else(|| "exact".into()),
@@ -150,14 +153,25 @@ pub fn permission(p: &crate::store::model::Permission) -> Json {
             "publish": p.allow_publish,
             "subscribe": p.allow_subscribe,
         },
-        "disclose": {"caller": p.disclose_caller, "publisher": p.disclose_publisher},
+        "disclose": {
+            "caller": p.disclose_caller || across_workers,
+            "publisher": p.disclose_publisher || across_workers,
+        },
         "cache": p.cache,
     })
 }
 
 /// `start_router_realm_role` config of a stored role.
-pub fn role_config(name: &str, permissions: &[crate::store::model::Permission]) -> Json {
-    json!({"name": name, "permissions": permissions.iter().map(permission).collect::<Vec<_>>()})
+pub fn role_config(
+    name: &str,
+    permissions: &[crate::store::model::Permission],
+    across_workers: bool,
+) -> Json {
+    let permissions: Vec<Json> = permissions
+        .iter()
+        .map(|p| permission(p, across_workers))
+        .collect();
+    json!({"name": name, "permissions": permissions})
 }
 
 /// `start_router_realm_link` config: forward this worker's registrations and events to the
