@@ -424,7 +424,9 @@ mod tests {
     #[test]
     fn integer_keys_become_their_text_and_others_are_refused() {
         // {1: "a", -2: "b", "k": "c"}, as the edge's worker stats send them.
-        let cbor = [0xa3, 0x01, 0x61, b'a', 0x21, 0x61, b'b', 0x61, b'k', 0x61, b'c'];
+        let cbor = [
+            0xa3, 0x01, 0x61, b'a', 0x21, 0x61, b'b', 0x61, b'k', 0x61, b'c',
+        ];
         let v: Value = ciborium::from_reader(&cbor[..]).expect("decodes");
         let Value::Dict(d) = v else {
             panic!("not a dict: {v:?}")

@@ -152,7 +152,10 @@ async def _clients_on_two_workers(port):
 
 
 async def _traffic_across_workers(port):
-    a, b = await _clients_on_two_workers(port)
+    # A worker the reconciler has just started again may not listen yet: the proxy then
+    # refuses the client (authentication_failed); a client tries again, as a user's would.
+    a, b = await wait_until(lambda: _clients_on_two_workers(port), 30, 0.5,
+                            what="two clients on different router workers", retry_on=(Aborted,))
     assert {a.worker, b.worker} == {"g1_1", "g1_2"}, (a.worker, b.worker)
     await w(a.register(lambda x, y, details=None: [x + y, details.caller], "com.example.add2",
                        options=RegisterOptions(details_arg="details")))
@@ -213,6 +216,41 @@ async def test_a_killed_edge_node_degrades_the_realm_until_it_is_back(master, ke
     await wait_status(s, AREALM + "get_arealm", ST.arealm, "RUNNING")
     await wait_status(s, RCLUSTER + "get_routercluster", ST.rc, "RUNNING", timeout=30)
     await _traffic_across_workers(ST.port)
+
+
+@pytest.mark.timeout(330)
+@aio(timeout=300)
+async def test_workers_changed_by_hand_and_changed_roles_are_reconciled(master, keys, edges):
+    s = await owner(master, keys)
+    workers = {x["worker_name"]: x for x in await w(s.call(AREALM + "list_router_workers", ST.arealm))}
+    victim = workers["g1_1"]
+    # Someone stops a managed router worker on its node: it is started again, on its port.
+    await w(s.call(REMOTE + "node.stop_worker", victim["node_oid"], "g1_1"), 30)
+
+    async def back():
+        try:
+            return "g1_1" in await w(s.call(REMOTE + "node.get_workers", victim["node_oid"]), 30)
+        except ApplicationError:
+            return False
+    await wait_until(back, 60, 0.5, what="g1_1 started again on its node")
+    await wait_status(s, AREALM + "get_arealm", ST.arealm, "RUNNING")
+    again = {x["worker_name"]: x for x in await w(s.call(AREALM + "list_router_workers", ST.arealm))}
+    assert again["g1_1"]["port"] == victim["port"], (victim, again["g1_1"])
+    await _traffic_across_workers(ST.port)
+
+    # A permission added to a running realm's role reaches the workers without a restart.
+    await w(s.call(AREALM + "add_role_permission", ST.role, "com.example.extra", {
+        "match": "exact", "allow_call": True}))
+
+    async def applied():
+        for name, x in again.items():
+            role = await w(s.call(REMOTE + "router.get_router_realm_role", x["node_oid"], name,
+                                  x["transport"].replace("tnp_", "rlm_"), "rle_" + ST.role.replace("-", "")[:8]), 30)
+            if not any(p["uri"] == "com.example.extra" for p in role["config"]["permissions"]):
+                return False
+        return True
+    await wait_until(applied, 60, 0.5, what="the new permission on both router workers")
+    await wait_status(s, AREALM + "get_arealm", ST.arealm, "RUNNING")
 
 
 @pytest.mark.timeout(330)

@@ -26,6 +26,11 @@ use crate::store::model::Json;
 
 type StepError = (String, CallError);
 
+/// How long a pass waits for a router link to connect. The edge answers
+/// `start_router_realm_link` once the link is up, which can take long while the other
+/// worker comes back; the link keeps trying on its own and the next pass finds it.
+const LINK_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn at(what: impl Into<String>) -> impl FnOnce(CallError) -> StepError {
     let what = what.into();
     move |e| (what, e)
@@ -328,15 +333,31 @@ impl Orchestrator {
             Err(e) if is_missing(&e) => {}
             Err(e) => return Err((format!("get_router_realm_link {id}"), e)),
         }
-        ops.worker(
-            node,
-            w,
-            "start_router_realm_link",
-            vec![json!(realm), json!(id), cfg],
-        )
-        .await
-        .map_err(at(format!("start_router_realm_link {id}")))?;
-        Ok(())
+        let started = ops
+            .worker_within(
+                LINK_START_TIMEOUT,
+                node,
+                w,
+                "start_router_realm_link",
+                vec![json!(realm), json!(id), cfg],
+            )
+            .await;
+        match started {
+            Ok(_) => Ok(()),
+            // Not answered yet, but the edge may already run it (it answers once the link
+            // is connected): then it is there, and connects on its own.
+            Err(e) if e.uri == super::node_ops::TIMEOUT_URI => ops
+                .worker(
+                    node,
+                    w,
+                    "get_router_realm_link",
+                    vec![json!(realm), json!(id)],
+                )
+                .await
+                .map(|_| ())
+                .map_err(|_| (format!("start_router_realm_link {id}"), e)),
+            Err(e) => Err((format!("start_router_realm_link {id}"), e)),
+        }
     }
 
     /// B: on proxy worker `id`, a connection to each placement's transport and a route of
@@ -471,8 +492,14 @@ impl Orchestrator {
             let n = report.node(&pl.member.node.oid, pl.member.authid(), true);
             match r {
                 Ok(()) => {
-                    n.workers
-                        .insert(pl.worker().to_owned(), json!({"state": "stopped"}));
+                    // The port stays in the report: started again, the realm's transport
+                    // asks for it first, so the proxies' connections (which the edge
+                    // never forgets) still point at the right place.
+                    let port = reported_port(&p.arealm.extra, &pl.member.node.oid, pl.worker());
+                    n.workers.insert(
+                        pl.worker().to_owned(),
+                        json!({"state": "stopped", "port": port}),
+                    );
                 }
                 Err(e) => n.fail(&format!("stop_worker {}", pl.worker()), &e),
             }

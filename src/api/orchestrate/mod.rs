@@ -87,8 +87,10 @@ struct Tracked {
     last_pass: Option<Instant>,
     /// Whether the last pass left something undone.
     failed: bool,
-    /// Failed passes in a row.
+    /// Failed passes in a row, since the object last changed status.
     failures: u32,
+    /// The status the last pass started from.
+    status: String,
 }
 
 pub struct Orchestrator {
@@ -249,9 +251,14 @@ impl Orchestrator {
         }
     }
 
-    fn bump_failures(&self, key: (Target, Uuid), failed: bool) -> u32 {
+    fn bump_failures(&self, key: (Target, Uuid), status: &str, failed: bool) -> u32 {
         let mut tracked = self.tracked.lock();
         let t = tracked.entry(key).or_default();
+        if t.status != status {
+            // A new start (or stop) begins with a clean slate.
+            t.failures = 0;
+            t.status = status.to_owned();
+        }
         t.failures = if failed { t.failures + 1 } else { 0 };
         t.failures
     }
@@ -318,8 +325,8 @@ impl Orchestrator {
             return Ok(false);
         }
         let failed = report.any_failed();
-        let failures = self.bump_failures(key, failed);
         let now = current.get("status").and_then(Json::as_str).unwrap_or("");
+        let failures = self.bump_failures(key, now, failed);
         let (status, from): (&str, &[&str]) = if stopping {
             (if failed { "STOPPING" } else { "STOPPED" }, &["STOPPING"])
         } else {

@@ -89,8 +89,32 @@ impl NodeOps {
         .await
     }
 
+    /// [`NodeOps::worker`] with its own timeout.
+    pub async fn worker_within(
+        &self,
+        timeout: Duration,
+        node: &Node,
+        worker: &str,
+        proc_: &str,
+        args: Vec<Json>,
+    ) -> Result<Json, CallError> {
+        let authid = node.authid.as_deref().unwrap_or_default();
+        let procedure = format!("crossbarfabriccenter.node.{authid}.worker.{worker}.{proc_}");
+        self.call_within(timeout, node, procedure, args).await
+    }
+
     async fn call(
         &self,
+        node: &Node,
+        procedure: String,
+        args: Vec<Json>,
+    ) -> Result<Json, CallError> {
+        self.call_within(CALL_TIMEOUT, node, procedure, args).await
+    }
+
+    async fn call_within(
+        &self,
+        timeout: Duration,
         node: &Node,
         procedure: String,
         args: Vec<Json>,
@@ -104,17 +128,28 @@ impl NodeOps {
             args: Some(Value::List(args.into_iter().map(to_value).collect())),
             kwargs: None,
         };
+        let began = std::time::Instant::now();
         let answer = tokio::time::timeout(
-            CALL_TIMEOUT,
+            timeout,
             self.forwarder.call(node, procedure.clone(), payload),
         )
         .await
         .map_err(|_| {
+            tracing::warn!("orchestration: <{procedure}> did not answer within {timeout:?}");
             CallError::new(
                 TIMEOUT_URI,
-                format!("<{procedure}> did not answer within {CALL_TIMEOUT:?}"),
+                format!("<{procedure}> did not answer within {timeout:?}"),
             )
-        })??;
+        })?;
+        tracing::debug!(
+            "orchestration: <{procedure}> answered in {:?}: {}",
+            began.elapsed(),
+            match &answer {
+                Ok(_) => "ok",
+                Err(e) => e.uri.as_str(),
+            }
+        );
+        let answer = answer?;
         Ok(match answer.args {
             Some(Value::List(mut l)) if !l.is_empty() => to_json(&l.swap_remove(0)),
             _ => Json::Null,
