@@ -265,6 +265,18 @@ async def test_everything_stops_and_is_deleted(master, keys, edges):
     await wait_status(s, RCLUSTER + "get_routercluster", ST.rc, "STOPPED")
     on_node1 = await w(s.call(REMOTE + "node.get_workers", ST.nodes["node1"]), 30)
     assert not [x for x in on_node1 if x.startswith("cpw-") or x.startswith("g1_")], on_node1
+    # A worker under a managed name that nothing wants (as a node cut off during a stop
+    # would still run) is stopped by the sweep; a worker of the operator's own is left.
+    n1 = ST.nodes["node1"]
+    await w(s.call(REMOTE + "node.start_worker", n1, "g1_1", "router", {}), 60)
+    await w(s.call(REMOTE + "node.start_worker", n1, "mine1", "router", {}), 60)
+
+    async def swept():
+        running = await w(s.call(REMOTE + "node.get_workers", n1), 30)
+        return "g1_1" not in running and running
+    running = await wait_until(swept, 40, 0.5, what="the sweep to stop g1_1")
+    assert "mine1" in running, running
+    await w(s.call(REMOTE + "node.stop_worker", n1, "mine1"), 30)
     await w(s.call(AREALM + "delete_arealm", ST.arealm))
     await w(s.call(WCLUSTER + "delete_webcluster", ST.wc))
     await expect_error(s, "crossbar.error.no_such_object", AREALM + "get_arealm", ST.arealm)

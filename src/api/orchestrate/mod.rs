@@ -19,6 +19,7 @@ mod desired;
 mod node_ops;
 pub mod plan;
 mod status;
+mod sweep;
 mod webcluster;
 
 use std::collections::HashMap;
@@ -43,6 +44,8 @@ const LOOK_EVERY: Duration = Duration::from_millis(250);
 /// How often an unchanged started object is checked against its nodes (the reference
 /// ticks every 10 s).
 const RECHECK_EVERY: Duration = Duration::from_secs(5);
+/// How often the node sweep looks for workers no object wants any more (`sweep.rs`).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// A failed pass is tried again this soon.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -97,6 +100,8 @@ pub struct Orchestrator {
     scope: Arc<Scope>,
     ops: NodeOps,
     tracked: parking_lot::Mutex<HashMap<(Target, Uuid), Tracked>>,
+    /// The running sweep and when the last one started.
+    sweeping: parking_lot::Mutex<(Option<JoinHandle<()>>, Option<Instant>)>,
 }
 
 impl Orchestrator {
@@ -105,6 +110,7 @@ impl Orchestrator {
             scope,
             ops: NodeOps::new(forwarder),
             tracked: Default::default(),
+            sweeping: Default::default(),
         })
     }
 
@@ -136,6 +142,7 @@ impl Orchestrator {
                 if let Err(e) = me.schedule(moved) {
                     tracing::warn!("orchestration of {}: {e:?}", me.scope.mrealm_name);
                 }
+                me.schedule_sweep();
             }
         });
     }
@@ -151,7 +158,30 @@ impl Orchestrator {
             .map(|l| l.index)
     }
 
+    fn schedule_sweep(self: &Arc<Self>) {
+        let mut sweeping = self.sweeping.lock();
+        let busy = sweeping.0.as_ref().is_some_and(|h| !h.is_finished());
+        let due = sweeping.1.is_none_or(|at| at.elapsed() >= SWEEP_EVERY);
+        if busy || !due {
+            return;
+        }
+        let me = self.clone();
+        sweeping.1 = Some(Instant::now());
+        sweeping.0 = Some(tokio::spawn(async move {
+            if let Err(e) = me.sweep().await {
+                tracing::warn!("sweep of {}: {} {}", me.scope.mrealm_name, e.uri, e.message);
+            }
+        }));
+    }
+
     fn abort_all(&self) {
+        {
+            let mut sweeping = self.sweeping.lock();
+            if let Some(h) = sweeping.0.take() {
+                h.abort();
+            }
+            sweeping.1 = None;
+        }
         let mut tracked = self.tracked.lock();
         for t in tracked.values_mut() {
             if let Some(task) = t.task.take() {
