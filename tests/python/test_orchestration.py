@@ -252,6 +252,18 @@ async def test_workers_changed_by_hand_and_changed_roles_are_reconciled(master, 
     await wait_until(applied, 60, 0.5, what="the new permission on both router workers")
     await wait_status(s, AREALM + "get_arealm", ST.arealm, "RUNNING")
 
+    # A principal added to a running realm can join through the proxy (its service is
+    # replaced with the new principals).
+    bob = await w(s.call(AREALM + "add_principal", ST.arealm, {"authid": "bob", "role_oid": ST.role}))
+    await w(s.call(AREALM + "add_principal_credential", ST.arealm, bob["oid"], {
+        "authmethod": "wampcra", "realm": "app1", "authid": "bob", "authconfig": {"secret": "bob-secret"}}))
+    c = await wait_until(lambda: app_client(ST.port, "app1", ["wampcra"], authid="bob", secret="bob-secret"),
+                         60, 0.5, what="bob joining with WAMP-CRA", retry_on=(Aborted, OSError))
+    assert c.joined.result().authid == "bob" and c.joined.result().authrole == "app"
+    await leave(c)
+    with pytest.raises(Aborted):
+        await app_client(ST.port, "app1", ["wampcra"], authid="bob", secret="wrong", timeout=10)
+
 
 @pytest.mark.timeout(330)
 @aio(timeout=300)
