@@ -351,10 +351,36 @@ async fn stat_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> 
         "nodes": nodes.len(),
         "nodes_online": online_nodes,
     });
+    // Per placement, what the last orchestration pass of each application realm started on
+    // this group found there.
+    let arealms: Vec<crate::store::model::ApplicationRealm> = r
+        .list::<crate::store::model::ApplicationRealm>(&s.key_prefix())?
+        .into_iter()
+        .filter(|a| a.workergroup_oid == Some(g) && a.status != "STOPPED")
+        .collect();
     out["placements"] = Json::Array(
         placements
             .iter()
-            .map(|p| super::to_json(&wire_record(p)))
+            .map(|p| {
+                let mut row = super::to_json(&wire_record(p));
+                let realms: serde_json::Map<String, Json> = arealms
+                    .iter()
+                    .map(|a| {
+                        let found = a
+                            .extra
+                            .get("orchestration")
+                            .and_then(|o| o.get("nodes"))
+                            .and_then(|n| n.get(p.node_oid.to_string()))
+                            .and_then(|n| n.get("workers"))
+                            .and_then(|w| w.get(&p.worker_name))
+                            .cloned()
+                            .unwrap_or(json!({"state": "pending"}));
+                        (a.name.clone(), found)
+                    })
+                    .collect();
+                row["arealms"] = Json::Object(realms);
+                row
+            })
             .collect(),
     );
     Ok(wire(out))

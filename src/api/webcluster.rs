@@ -75,6 +75,7 @@ pub fn handlers(scope: &Arc<Scope>) -> Vec<(String, Handler)> {
     let s = scope;
     let mut all = clusters::handlers(s, &FAMILY);
     all.extend([
+        route(s, PREFIX, "stat_webcluster", stat_cluster),
         route(s, PREFIX, "list_webcluster_services", list_services),
         route(s, PREFIX, "add_webcluster_service", add_service),
         route(s, PREFIX, "remove_webcluster_service", remove_service),
@@ -99,6 +100,60 @@ fn inner_key(s: &Scope, c: &Uuid, x: &Uuid) -> String {
 }
 
 // ---- clusters ----------------------------------------------------------------------------
+
+/// `stat_webcluster(webcluster_oid)` (not in the reference): the cluster, counts, and one row
+/// per proxy worker it should run (node, worker id, port, and what the last orchestration
+/// pass found there).
+async fn stat_cluster(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
+    let c = oid_arg(&inv, 0, "webcluster_oid")?;
+    let r = reader(&s).await?;
+    let mut out = FAMILY.cluster_in(&s, &r, &c)?;
+    let cluster: WebCluster = serde_json::from_value(out.clone()).map_err(corrupt_record)?;
+    let inside = format!("{}/{c}/", s.mrealm_oid);
+    let members = r.list::<WebClusterNodeMembership>(&inside)?;
+    let report = cluster.orchestration.as_ref().and_then(|o| o.get("nodes"));
+    let port = cluster
+        .tcp_port
+        .clone()
+        .unwrap_or(json!(crate::api::orchestrate::DEFAULT_WEB_PORT));
+    let (mut workers, mut running, mut online_nodes) = (Vec::new(), 0, 0);
+    for m in &members {
+        let on = online(&r, &m.node_oid)?;
+        online_nodes += usize::from(on);
+        if m.standby == Some(true) {
+            continue;
+        }
+        let found = report.and_then(|n| n.get(m.node_oid.to_string()));
+        for id in crate::api::orchestrate::plan::proxy_worker_ids(&c, m.parallel.unwrap_or(1)) {
+            let w = found
+                .and_then(|n| n.get("workers"))
+                .and_then(|w| w.get(&id));
+            let state = match (cluster.status.as_str(), w) {
+                ("STOPPED", _) => json!("stopped"),
+                (_, Some(w)) => w.get("state").cloned().unwrap_or(Json::Null),
+                (_, None) if !on => json!("offline"),
+                (_, None) => json!("pending"),
+            };
+            running += usize::from(state == json!("running"));
+            workers.push(json!({
+                "node_oid": m.node_oid,
+                "worker": id,
+                "port": port,
+                "state": state,
+                "error": w.and_then(|w| w.get("error")).cloned().unwrap_or(Json::Null),
+            }));
+        }
+    }
+    out["stats"] = json!({
+        "nodes": members.len(),
+        "nodes_online": online_nodes,
+        "services": r.list_json(Kind::WebService, &inside)?.len(),
+        "proxy_workers": workers.len(),
+        "proxy_workers_running": running,
+    });
+    out["proxy_workers"] = Json::Array(workers);
+    Ok(wire(out))
+}
 
 // ---- member nodes ------------------------------------------------------------------------
 

@@ -132,6 +132,12 @@ async def test_an_application_realm_runs_across_two_nodes_behind_a_web_cluster(m
     assert await _online(s, ST.nodes["node1"])
     stat = await w(s.call(AREALM + "stat_arealm", a["oid"]))
     assert stat["stats"]["router_workers"] == 2 and stat["status"] == "RUNNING", stat
+    assert stat["stats"]["router_workers_running"] == 2, stat
+    wst = await w(s.call(WCLUSTER + "stat_webcluster", wc["oid"]))
+    assert wst["stats"]["proxy_workers_running"] == 1 and wst["stats"]["nodes_online"] == 1, wst
+    assert wst["proxy_workers"][0]["port"] == ST.port and wst["proxy_workers"][0]["state"] == "running", wst
+    gst = await w(s.call(RCLUSTER + "stat_routercluster_workergroup", rc["oid"], wg["oid"]))
+    assert all(p["arealms"]["app1"]["state"] == "running" for p in gst["placements"]), gst
     await _traffic_across_workers(ST.port)
 
 
@@ -275,11 +281,13 @@ async def test_everything_stops_and_is_deleted(master, keys, edges):
     await wait_status(s, AREALM + "get_arealm", ST.arealm, "STOPPED")
     await wait_status(s, WCLUSTER + "get_webcluster", ST.wc, "STOPPED")
     await wait_status(s, RCLUSTER + "get_routercluster", ST.rc, "STOPPED")
-    on_node1 = await w(s.call(REMOTE + "node.get_workers", ST.nodes["node1"]), 30)
-    assert not [x for x in on_node1 if x.startswith("cpw-") or x.startswith("g1_")], on_node1
+    for oid in ST.nodes.values():
+        on_node = await w(s.call(REMOTE + "node.get_workers", oid), 30)
+        assert not [x for x in on_node if x.startswith("cpw-") or x.startswith("g1_")], on_node
     # A worker under a managed name that nothing wants (as a node cut off during a stop
     # would still run) is stopped by the sweep; a worker of the operator's own is left.
-    n1 = ST.nodes["node1"]
+    placed = {x["worker_name"]: x["node_oid"] for x in await w(s.call(AREALM + "list_router_workers", ST.arealm))}
+    n1 = placed["g1_1"]
     await w(s.call(REMOTE + "node.start_worker", n1, "g1_1", "router", {}), 60)
     await w(s.call(REMOTE + "node.start_worker", n1, "mine1", "router", {}), 60)
 

@@ -38,6 +38,7 @@ use crate::store::Kind;
 use crate::store::model::{Json, Node};
 pub use node_ops::NodeOps;
 use status::Report;
+pub use webcluster::DEFAULT_PORT as DEFAULT_WEB_PORT;
 
 /// How often the loop looks for work.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
