@@ -113,6 +113,14 @@ pub struct PathLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PassLabel {
+    /// `arealm`, `webcluster`, `routercluster`.
+    pub object: String,
+    /// `done` (nothing left to do) or `undone` (a node offline or a step failed).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthRejected {
     pub reason: String,
 }
@@ -172,6 +180,9 @@ pub struct Meters {
     snapshots_built: Counter,
     snapshots_installed: Counter,
     slow_sessions_dropped: Counter,
+    orchestration_passes: Family<PassLabel, Counter>,
+    orchestration_node_calls: Family<OutcomeLabel, Counter>,
+    orchestration_node_call_seconds: Histogram,
     realm_labels: std::sync::Arc<Mutex<HashSet<String>>>,
     /// The series of the hot paths, resolved once: an observation touches no map and
     /// allocates nothing. Indexed like `CallPath`, `PROPOSAL_OUTCOMES`, `READ_OUTCOMES`.
@@ -213,6 +224,9 @@ impl Meters {
             snapshots_built: Counter::default(),
             snapshots_installed: Counter::default(),
             slow_sessions_dropped: Counter::default(),
+            orchestration_passes: Family::default(),
+            orchestration_node_calls: Family::default(),
+            orchestration_node_call_seconds: latency_histogram(),
             realm_labels: Default::default(),
             call_seconds_by_path: Vec::new(),
             proposals_by_outcome: Vec::new(),
@@ -351,6 +365,29 @@ impl Meters {
         self.slow_sessions_dropped.inc();
     }
 
+    /// A reconciler pass over `object` (`arealm`, `webcluster`, `routercluster`), `done` or
+    /// `undone`.
+    pub fn count_orchestration_pass(&self, object: &'static str, done: bool) {
+        self.orchestration_passes
+            .get_or_create(&PassLabel {
+                object: object.into(),
+                outcome: if done { "done" } else { "undone" }.into(),
+            })
+            .inc();
+    }
+
+    /// A node call of a reconciler: `ok`, or its error URI (bounded like any error outcome).
+    pub fn observe_orchestration_call(&self, error_uri: Option<&str>, took: Duration) {
+        let outcome = error_uri.map_or("ok", error_outcome);
+        self.orchestration_node_calls
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.orchestration_node_call_seconds
+            .observe(took.as_secs_f64());
+    }
+
     /// Registers every meter (sharing its values) in `registry`, under the prefix `fabric`.
     fn register(&self, registry: &mut Registry) {
         let r = registry;
@@ -428,6 +465,21 @@ impl Meters {
             "slow_sessions_dropped",
             "Sessions closed because they did not read what was sent to them",
             self.slow_sessions_dropped.clone(),
+        );
+        r.register(
+            "orchestration_passes",
+            "Reconciler passes on the leader, by object kind and outcome (done, undone)",
+            self.orchestration_passes.clone(),
+        );
+        r.register(
+            "orchestration_node_calls",
+            "Node calls of the reconcilers, by outcome (ok, or the error URI)",
+            self.orchestration_node_calls.clone(),
+        );
+        r.register(
+            "orchestration_node_call_seconds",
+            "Latency of the reconcilers' node calls",
+            self.orchestration_node_call_seconds.clone(),
         );
     }
 }

@@ -61,6 +61,14 @@ enum Target {
 }
 
 impl Target {
+    fn label(self) -> &'static str {
+        match self {
+            Target::Arealm => "arealm",
+            Target::WebCluster => "webcluster",
+            Target::RouterCluster => "routercluster",
+        }
+    }
+
     fn kind(self) -> Kind {
         match self {
             Target::Arealm => Kind::ApplicationRealm,
@@ -356,6 +364,8 @@ impl Orchestrator {
             return Ok(false);
         }
         let failed = report.any_failed();
+        crate::metrics::meters()
+            .count_orchestration_pass(target.label(), !(failed || report.any_offline()));
         let now = current.get("status").and_then(Json::as_str).unwrap_or("");
         let failures = self.bump_failures(key, now, failed);
         let (status, from): (&str, &[&str]) = if stopping {

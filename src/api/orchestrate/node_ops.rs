@@ -141,6 +141,10 @@ impl NodeOps {
                 format!("<{procedure}> did not answer within {timeout:?}"),
             )
         })?;
+        crate::metrics::meters().observe_orchestration_call(
+            answer.as_ref().err().map(|e| e.uri.as_str()),
+            began.elapsed(),
+        );
         tracing::debug!(
             "orchestration: <{procedure}> answered in {:?}: {}",
             began.elapsed(),
