@@ -168,10 +168,14 @@ async fn list_groups(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError>
     Ok(oids_or_names(items, names))
 }
 
-/// Chooses a node for each of `scale` workers: always the least loaded member (fewest
-/// workers of this cluster placed on it, ties by oid) that is below its hardlimit.
+/// A member node of a router cluster as placement sees it: (node, softlimit, hardlimit).
+type Member = (Uuid, Option<i64>, Option<i64>);
+
+/// Chooses a node for each of `scale` workers: the least loaded member (fewest workers of
+/// this cluster placed on it, ties by oid) that is below its hardlimit, preferring members
+/// still below their softlimit (the reference put them all on one node).
 fn place(
-    members: &[(Uuid, Option<i64>)],
+    members: &[Member],
     mut load: HashMap<Uuid, i64>,
     scale: u64,
 ) -> Result<Vec<Uuid>, String> {
@@ -182,10 +186,10 @@ fn place(
     for _ in 0..scale {
         let pick = members
             .iter()
-            .map(|(n, hard)| (*load.get(n).unwrap_or(&0), *n, *hard))
-            .filter(|(l, _, hard)| hard.is_none_or(|h| *l < h))
-            .min_by_key(|(l, n, _)| (*l, *n))
-            .map(|(_, n, _)| n)
+            .map(|(n, soft, hard)| (*load.get(n).unwrap_or(&0), *n, *soft, *hard))
+            .filter(|(l, _, _, hard)| hard.is_none_or(|h| *l < h))
+            .min_by_key(|(l, n, soft, _)| (soft.is_some_and(|s| *l >= s), *l, *n))
+            .map(|(_, n, _, _)| n)
             .ok_or("every node of the router cluster is at its hardlimit")?;
         *load.entry(pick).or_default() += 1;
         out.push(pick);
@@ -226,10 +230,10 @@ async fn add_group(s: Arc<Scope>, inv: Invocation) -> Result<Value, CallError> {
     let nodes = {
         let r = reader(&s).await?;
         FAMILY.cluster_in(&s, &r, &c)?;
-        let members: Vec<(Uuid, Option<i64>)> = r
+        let members: Vec<Member> = r
             .list::<RouterClusterNodeMembership>(&format!("{}/{c}/", s.mrealm_oid))?
             .into_iter()
-            .map(|m| (m.node_oid, m.hardlimit))
+            .map(|m| (m.node_oid, m.softlimit, m.hardlimit))
             .collect();
         let mut load: HashMap<Uuid, i64> = HashMap::new();
         for p in r.list::<RouterWorkerGroupClusterPlacement>(&s.key_prefix())? {
@@ -396,7 +400,11 @@ mod tests {
 
     #[test]
     fn workers_go_to_the_least_loaded_nodes() {
-        let members = [(node(1), None), (node(2), None), (node(3), None)];
+        let members = [
+            (node(1), None, None),
+            (node(2), None, None),
+            (node(3), None, None),
+        ];
         let load = HashMap::from([(node(1), 2), (node(2), 0)]);
         let picked = place(&members, load, 4).expect("placed");
         assert_eq!(picked, vec![node(2), node(3), node(2), node(3)]);
@@ -404,10 +412,18 @@ mod tests {
 
     #[test]
     fn hardlimits_are_respected() {
-        let members = [(node(1), Some(1)), (node(2), Some(2))];
+        let members = [(node(1), None, Some(1)), (node(2), None, Some(2))];
         let picked = place(&members, HashMap::new(), 3).expect("placed");
         assert_eq!(picked, vec![node(1), node(2), node(2)]);
         assert!(place(&members, HashMap::new(), 4).is_err());
+    }
+
+    #[test]
+    fn softlimits_are_filled_before_any_node_goes_past_one() {
+        // node 1 takes 1 before it is "full", node 2 takes 3.
+        let members = [(node(1), Some(1), None), (node(2), Some(3), None)];
+        let picked = place(&members, HashMap::new(), 5).expect("placed");
+        assert_eq!(picked, vec![node(1), node(2), node(2), node(2), node(1)]);
     }
 
     #[test]

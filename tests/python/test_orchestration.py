@@ -141,14 +141,18 @@ async def test_an_application_realm_runs_across_two_nodes_behind_a_web_cluster(m
     await _traffic_across_workers(ST.port)
 
 
-async def _clients_on_two_workers(port):
+async def _clients_on_two_workers(port, realm):
     """Joins clients through the proxy until two sit on different router workers (the
-    proxy picks a connection round-robin); bounded."""
-    first = await app_client(port, "app1", ["ticket"], authid="alice", secret="alice-secret")
-    assert first.joined.result().authrole == "app" and first.joined.result().authid == "alice"
+    proxy picks a connection round-robin); bounded. On app1 the first is alice (ticket)."""
+    if realm == "app1":
+        first = await app_client(port, realm, ["ticket"], authid="alice", secret="alice-secret")
+        assert first.joined.result().authid == "alice"
+    else:
+        first = await app_client(port, realm, ["anonymous"])
+    assert first.joined.result().authrole == "app"
     spare = []
     for _ in range(6):
-        c = await app_client(port, "app1", ["anonymous"])
+        c = await app_client(port, realm, ["anonymous"])
         if c.worker != first.worker:
             for x in spare:
                 await leave(x)
@@ -157,10 +161,10 @@ async def _clients_on_two_workers(port):
     raise AssertionError(f"every client landed on {first.worker}")
 
 
-async def _traffic_across_workers(port):
+async def _traffic_across_workers(port, realm="app1"):
     # A worker the reconciler has just started again may not listen yet: the proxy then
     # refuses the client (authentication_failed); a client tries again, as a user's would.
-    a, b = await wait_until(lambda: _clients_on_two_workers(port), 30, 0.5,
+    a, b = await wait_until(lambda: _clients_on_two_workers(port, realm), 30, 0.5,
                             what="two clients on different router workers", retry_on=(Aborted,))
     assert {a.worker, b.worker} == {"g1_1", "g1_2"}, (a.worker, b.worker)
     await w(a.register(lambda x, y, details=None: [x + y, details.caller], "com.example.add2",
@@ -222,6 +226,45 @@ async def test_a_killed_edge_node_degrades_the_realm_until_it_is_back(master, ke
     await wait_status(s, AREALM + "get_arealm", ST.arealm, "RUNNING")
     await wait_status(s, RCLUSTER + "get_routercluster", ST.rc, "RUNNING", timeout=30)
     await _traffic_across_workers(ST.port)
+
+
+@pytest.mark.timeout(330)
+@aio(timeout=300)
+async def test_a_second_realm_on_the_same_workers_behind_its_own_web_cluster(master, keys, edges):
+    """A web cluster on node2 (its own port: both nodes share 127.0.0.1) and a second
+    application realm on the same worker group: each realm has its own transport on the
+    workers, both run, and a proxy routes only the realms started behind it."""
+    s = await owner(master, keys)
+    ST.port2 = free_port()
+    wc2 = await w(s.call(WCLUSTER + "create_webcluster", {
+        "name": "wc2", "tcp_port": ST.port2, "tcp_interface": "127.0.0.1"}))
+    await w(s.call(WCLUSTER + "add_webcluster_node", wc2["oid"], ST.nodes["node2"]))
+    await w(s.call(WCLUSTER + "add_webcluster_service", wc2["oid"], "ws", {
+        "type": "websocket", "serializers": ["cbor"], "auth": {"anonymous": {"type": "static", "role": "app"}}}))
+    a2 = await w(s.call(AREALM + "create_arealm", {"name": "app2"}))
+    await w(s.call(AREALM + "add_arealm_role", a2["oid"], ST.role))
+    await w(s.call(WCLUSTER + "start_webcluster", wc2["oid"]))
+    await w(s.call(AREALM + "start_arealm", a2["oid"], ST.wg, wc2["oid"]))
+    await wait_status(s, WCLUSTER + "get_webcluster", wc2["oid"], "RUNNING")
+    await wait_status(s, AREALM + "get_arealm", a2["oid"], "RUNNING")
+    ports = {x["port"] for x in await w(s.call(AREALM + "list_router_workers", a2["oid"]))}
+    ports1 = {x["port"] for x in await w(s.call(AREALM + "list_router_workers", ST.arealm))}
+    assert not ports & ports1, (ports, ports1)
+    await _traffic_across_workers(ST.port2, "app2")
+    await _traffic_across_workers(ST.port, "app1")
+    # wc2's proxy has no route into app1.
+    with pytest.raises(Aborted):
+        await app_client(ST.port2, "app1", ["anonymous"], timeout=10)
+    # Stopping app2 stops the shared workers (the edge cannot stop one realm); app1's
+    # reconciler starts them again.
+    await w(s.call(AREALM + "stop_arealm", a2["oid"]))
+    await wait_status(s, AREALM + "get_arealm", a2["oid"], "STOPPED")
+    await w(s.call(WCLUSTER + "stop_webcluster", wc2["oid"]))
+    await wait_status(s, WCLUSTER + "get_webcluster", wc2["oid"], "STOPPED")
+    await wait_status(s, AREALM + "get_arealm", ST.arealm, "RUNNING")
+    await _traffic_across_workers(ST.port, "app1")
+    await w(s.call(AREALM + "delete_arealm", a2["oid"]))
+    await w(s.call(WCLUSTER + "delete_webcluster", wc2["oid"]))
 
 
 @pytest.mark.timeout(330)

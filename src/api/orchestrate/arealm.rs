@@ -504,6 +504,8 @@ impl Orchestrator {
                 Err(e) => n.fail(&format!("stop_worker {}", pl.worker()), &e),
             }
         }
+        // Other realms on the same workers start them again now.
+        self.recheck(super::Target::Arealm);
         // Routes on the web cluster's proxies would point at connections to the stopped
         // workers; drop them.
         if let Some(wc) = &p.webcluster {

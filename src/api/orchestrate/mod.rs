@@ -290,6 +290,17 @@ impl Orchestrator {
         }
     }
 
+    /// Makes every tracked object of `target` due for a pass at the next look: after
+    /// router workers were stopped, the other realms on them restart them at once rather
+    /// than at their next recheck.
+    fn recheck(&self, target: Target) {
+        for ((t, _), tracked) in self.tracked.lock().iter_mut() {
+            if *t == target {
+                tracked.last_pass = None;
+            }
+        }
+    }
+
     fn bump_failures(&self, key: (Target, Uuid), status: &str, failed: bool) -> u32 {
         let mut tracked = self.tracked.lock();
         let t = tracked.entry(key).or_default();
