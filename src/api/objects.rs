@@ -99,8 +99,8 @@ impl Named {
 
 /// States a start may leave from.
 pub const STARTABLE: [&str; 2] = ["STOPPED", "PAUSED"];
-/// States a stop may leave from. STOPPING is included so an object left there by a failure
-/// between the two steps of a stop can still be stopped.
+/// States a stop may leave from. STOPPING is included: asking again while the reconciler
+/// stops the workers is not an error.
 pub const STOPPABLE: [&str; 6] = [
     "STARTING", "RUNNING", "PAUSED", "DEGRADED", "ERROR", "STOPPING",
 ];

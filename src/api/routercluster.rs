@@ -2,8 +2,9 @@
 //! nodes, and the worker groups placed on those nodes. Events go to
 //! `crossbarfabriccenter.mrealm.routercluster.on_*`.
 //!
-//! Starting a cluster moves it to STARTING; starting its workers on the nodes and moving it
-//! on to RUNNING is the job of an orchestration monitor, which is not part of this module.
+//! Starting a cluster moves it to STARTING; the orchestration reconciler (`api/orchestrate`)
+//! moves it to RUNNING while all its member nodes are online, DEGRADED otherwise. Its workers
+//! belong to the application realms started on its worker groups.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,9 +2,8 @@
 //! and the web services they serve by path. Events go to
 //! `crossbarfabriccenter.mrealm.webcluster.on_*`.
 //!
-//! Starting a cluster moves it to STARTING; starting its proxy workers on the nodes and
-//! moving it on to RUNNING is the job of an orchestration monitor, which is not part of this
-//! module.
+//! Starting a cluster moves it to STARTING; the orchestration reconciler (`api/orchestrate`)
+//! starts its proxy workers on the member nodes and moves it to RUNNING (or DEGRADED).
 
 use std::sync::Arc;
 
