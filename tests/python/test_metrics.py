@@ -224,8 +224,11 @@ async def test_every_dashboard_query_returns_data_from_a_real_scrape(replicas, k
     port = prometheus
 
     def both_up():
-        r = _prometheus_query(port, 'up{job="fabric-master"} == 1')
-        return len(r["data"]["result"]) == 2
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode(
+            {"query": 'up{job="fabric-master"} == 1'})
+        status, body = http_get(url, timeout=5)
+        # 503 while Prometheus opens its storage (it listens before it is ready).
+        return status == 200 and len(json.loads(body)["data"]["result"]) == 2
 
     await asyncio.to_thread(
         wait_for, both_up, 30, what="Prometheus scraping both replicas",
