@@ -20,6 +20,7 @@ mod node_ops;
 pub mod plan;
 mod status;
 mod sweep;
+mod teardown;
 mod webcluster;
 
 use std::collections::HashMap;
