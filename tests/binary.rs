@@ -31,11 +31,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts the binary on a free port and waits for `/readyz`. The port is picked by binding `:0`
+/// and releasing it, so another process (another test's master binding its peer port to `:0`)
+/// can take it first: a master that exits with the port taken is started again on a new one.
 fn start(extra: &[&str]) -> Master {
+    for _ in 0..5 {
+        if let Some(master) = try_start(extra) {
+            return master;
+        }
+    }
+    panic!("master could not bind a free port in 5 tries");
+}
+
+fn try_start(extra: &[&str]) -> Option<Master> {
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::from_bytes(&rand::random());
     fabric_master::auth::keyfile::write_key_pair(dir.path(), "su", &key, "superuser").unwrap();
     let port = free_port();
+    let log_path = dir.path().join("master.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_fabric-master"))
         // Stop at once: these tests do not exercise the drain (tests/python/test_cluster.py does).
         .env("FABRIC_DRAIN_DELAY_MS", "0")
@@ -53,21 +67,34 @@ fn start(extra: &[&str]) -> Master {
         .arg(dir.path().join("su.pub"))
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
-    let master = Master {
+    let mut master = Master {
         child,
         port,
         _dir: dir,
         key,
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: six masters start at once on a shared two-core CI machine.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while http_get(port, "/readyz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
-        assert!(Instant::now() < deadline, "master did not become ready");
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(status) = master.child.try_wait().unwrap() {
+            let log = log();
+            if log.contains("in use") {
+                return None;
+            }
+            panic!("master exited with {status} before it was ready:\n{log}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "master did not become ready in 30 s:\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    master
+    Some(master)
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {

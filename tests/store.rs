@@ -416,6 +416,7 @@ fn presence(n: u128, m: u128, replica: u64, session: u64) -> Presence {
         replica_id: replica,
         session_id: session,
         since: 1,
+        run: 0,
     }
 }
 
@@ -1677,6 +1678,51 @@ fn pairing_keeps_known_nodes_and_unpairing_returns_the_paired_record() {
     let out = db.ok(&pair(9, "pk9", 1, "edge1"));
     assert_eq!(out["oid"], json!(oid(NODE, 9)));
     assert_eq!(db.read().count(Kind::Node).unwrap(), 2);
+}
+
+#[test]
+fn a_restarted_replica_drops_the_presence_of_its_earlier_runs_whatever_the_clocks() {
+    let db = realms();
+    db.ok(&pair(1, "pk1", 1, "e1"));
+    db.ok(&pair(2, "pk2", 1, "e2"));
+    db.ok(&pair(3, "pk3", 1, "e3"));
+    // Replica 1's earlier run wrote node 1's presence with its clock an hour ahead; its
+    // current run (run 8) holds node 2; replica 2 holds node 3.
+    let with = |n: u128, replica: u64, run: u64, since: i64| Command::PresenceJoin {
+        presence: Presence {
+            run,
+            since,
+            ..presence(n, 1, replica, n as u64)
+        },
+    };
+    let now = 1_800_000_000_000_000_000;
+    let hour = 3_600_000_000_000;
+    db.ok(&with(1, 1, 7, now + hour));
+    db.ok(&with(2, 1, 8, now + 1));
+    db.ok(&with(3, 2, 5, now - hour));
+    let forget = Command::PresenceDropStale {
+        replica_id: 1,
+        joined_before: now,
+        current_run: Some(8),
+    };
+    assert_eq!(db.ok(&forget), json!(1));
+    let r = db.read();
+    let held = |n: u128| r.get::<Presence>(&oid(NODE, n).to_string()).unwrap();
+    assert!(
+        held(1).is_none(),
+        "the earlier run's node, its clock ahead, is dropped"
+    );
+    assert!(held(2).is_some(), "the current run's node stays");
+    assert!(held(3).is_some(), "another replica's node stays");
+    drop(r);
+    // An entry written before runs were recorded goes by the clock, as it did.
+    db.ok(&with(1, 1, 0, now - 1));
+    let old = Command::PresenceDropStale {
+        replica_id: 1,
+        joined_before: now,
+        current_run: None,
+    };
+    assert_eq!(db.ok(&old), json!(1));
 }
 
 #[test]

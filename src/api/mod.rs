@@ -132,6 +132,7 @@ async fn forget_earlier_sessions(replica: &Arc<Replica>) {
     let drop = crate::store::Command::PresenceDropStale {
         replica_id: replica.id,
         joined_before: crate::clock::now_ns(),
+        current_run: Some(replica.run_id),
     };
     let first = tokio::time::timeout(
         std::time::Duration::from_secs(5),

@@ -402,6 +402,12 @@ impl Client {
         self.shared.close_reason.lock().clone()
     }
 
+    /// Whether the connection is gone (closed by either side, or lost): nothing more will be
+    /// answered on this session.
+    pub fn is_closed(&self) -> bool {
+        self.shared.replies.lock().is_none()
+    }
+
     /// Sends a raw message (tests use this to provoke protocol errors).
     pub fn send_raw(&self, msg: Message) -> Result<(), ClientError> {
         self.tx.send(msg).map_err(|_| ClientError::Closed)

@@ -83,6 +83,9 @@ pub struct Replica {
     pub id: NodeId,
     batcher: tokio::sync::mpsc::UnboundedSender<Pending>,
     pub advertise: String,
+    /// Drawn at each start (never 0): what this run of the replica wrote, as opposed to
+    /// what an earlier run left behind (node presence).
+    pub run_id: u64,
     pub raft: Raft,
     pub db: Arc<Database>,
     pub(crate) clients: Clients,
@@ -134,6 +137,7 @@ impl Replica {
             id,
             batcher,
             advertise,
+            run_id: rand::random::<u64>().max(1),
             raft,
             db,
             clients,

@@ -361,13 +361,18 @@ impl Tx<'_> {
             Command::PresenceDropStale {
                 replica_id,
                 joined_before,
+                current_run,
             } => {
                 let keys =
                     self.index_scan(Index::PresenceByReplica, &format!("{replica_id:020}/"))?;
                 let mut dropped = 0u64;
                 for (_, pk) in &keys {
+                    let stale = |p: &Presence| match current_run {
+                        Some(run) => p.run != *run,
+                        None => p.since < *joined_before,
+                    };
                     if let Some(p) = self.get::<Presence>(pk)?
-                        && p.since < *joined_before
+                        && stale(&p)
                     {
                         self.erase(&p)?;
                         dropped += 1;

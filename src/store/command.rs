@@ -97,9 +97,16 @@ pub enum Command {
     /// reading it: the way out for a record that cannot be read back (an operator's
     /// `fabric-master state purge`). Dependents are not followed.
     Purge { kind: Kind, key: String },
-    /// A replica restarted: forget the nodes it held in its earlier life (joined before
-    /// `joined_before`, ns), keeping any that joined it since.
-    PresenceDropStale { replica_id: u64, joined_before: i64 },
+    /// A replica restarted: forget the nodes it held in its earlier runs, keeping any that
+    /// joined its current run: those of another run than `current_run`; in entries written
+    /// before runs were recorded (no `current_run`), those that joined before
+    /// `joined_before` (ns, by the wall clock: wrong when the clock was stepped).
+    PresenceDropStale {
+        replica_id: u64,
+        joined_before: i64,
+        #[serde(default)]
+        current_run: Option<u64>,
+    },
     /// `command`, applied at most once under the proposer's `id`: a proposal retried after
     /// an answer was lost (the leader died after committing it) gets the first answer again
     /// instead of being applied twice (`store/once.rs`).

@@ -748,6 +748,11 @@ pub struct Presence {
     pub session_id: u64,
     /// ns since the epoch.
     pub since: i64,
+    /// The run (`Replica::run_id`, drawn at each start) of the replica process that holds
+    /// the session: a restart drops what earlier runs held, whatever the clocks said.
+    /// 0 in records written before runs were recorded.
+    #[serde(default)]
+    pub run: u64,
 }
 
 impl Record for Presence {

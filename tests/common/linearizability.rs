@@ -24,6 +24,17 @@ pub enum RegOp {
     Delete,
     /// What the read returned (`None`: no value yet).
     Read(Option<String>),
+    /// A compare-and-set that took effect: the value was one of `from` and became `to`.
+    /// `step` ties together the steps of one call that moves the value more than once (a
+    /// trace start goes stopped → starting → running): (the call's id, the step's place); a
+    /// step is placed only after the call's step before it.
+    Cas {
+        from: Vec<String>,
+        to: String,
+        step: Option<(u64, u8)>,
+    },
+    /// A compare-and-set refused: the value was none of these (an absent key is none).
+    CasRefused(Vec<String>),
 }
 
 #[derive(Clone, Debug)]
@@ -52,6 +63,19 @@ pub fn check(initial: Option<String>, ops: &[Operation], budget: Duration) -> Ve
     let n = ops.len();
     let required: Vec<bool> = ops.iter().map(|o| o.complete.is_some()).collect();
     let ends: Vec<u64> = ops.iter().map(|o| o.complete.unwrap_or(u64::MAX)).collect();
+    // The step each step of a multi-step call must follow.
+    let step_of = |o: &Operation| match o.op {
+        RegOp::Cas { step, .. } => step,
+        _ => None,
+    };
+    let follows: Vec<Option<usize>> = ops
+        .iter()
+        .map(|o| {
+            let (call, place) = step_of(o)?;
+            let before = place.checked_sub(1)?;
+            ops.iter().position(|p| step_of(p) == Some((call, before)))
+        })
+        .collect();
     let deadline = Instant::now() + budget;
     let words = n.div_ceil(64).max(1);
     let mut done = vec![0u64; words];
@@ -78,13 +102,20 @@ pub fn check(initial: Option<String>, ops: &[Operation], budget: Duration) -> Ve
         let mut placed = false;
         let mut i = next_candidate;
         while i < n && ops[i].invoke <= horizon {
-            if !is_done(&done, i) {
+            if !is_done(&done, i) && follows[i].is_none_or(|j| is_done(&done, j)) {
                 let after = match &ops[i].op {
                     RegOp::Write(v) => Some(Some(v.clone())),
                     RegOp::Modify(v) => state.is_some().then(|| Some(v.clone())),
                     RegOp::Create(v) => state.is_none().then(|| Some(v.clone())),
                     RegOp::Delete => state.is_some().then_some(None),
                     RegOp::Read(v) => (*v == state).then(|| state.clone()),
+                    RegOp::Cas { from, to, .. } => state
+                        .as_ref()
+                        .is_some_and(|v| from.contains(v))
+                        .then(|| Some(to.clone())),
+                    RegOp::CasRefused(from) => {
+                        (!state.as_ref().is_some_and(|v| from.contains(v))).then(|| state.clone())
+                    }
                 };
                 if let Some(new_state) = after {
                     let mut next_done = done.clone();

@@ -219,6 +219,8 @@ class Master:
         """``peer_port``: a fixed replica-to-replica port (others ``--join`` it); any free one
         by default."""
         self.workdir = workdir
+        # Extra environment of the process (a test may set it between runs).
+        self.env: dict[str, str] = {}
         self.peer_port = peer_port
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -274,7 +276,7 @@ class Master:
             stdin=subprocess.DEVNULL,
             cwd=str(self.workdir),
             # Stop at once unless a test asks for a drain with the flags (flags win over env).
-            env={**os.environ, "FABRIC_DRAIN_DELAY_MS": "0", "FABRIC_DRAIN_WINDOW_MS": "0"},
+            env={**os.environ, "FABRIC_DRAIN_DELAY_MS": "0", "FABRIC_DRAIN_WINDOW_MS": "0", **self.env},
         )
         last = ["no answer yet"]
 

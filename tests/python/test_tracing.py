@@ -4,7 +4,9 @@ node's key whose router worker keeps trace state as the edge's does (simnode.py)
 edge node is covered in test_crossbar_edge.py."""
 
 import asyncio
+import os
 
+import pytest
 from autobahn.wamp.exception import ApplicationError
 
 from conftest import Master, aio, join, w
@@ -310,11 +312,22 @@ async def test_traces_go_with_their_management_realm(master, keys, tmp_path):
     assert await w(s.call(P + "get_traces")) == []
 
 
+# libfaketime for threaded programs (Debian package `faketime`, installed by .ci/run).
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
 @aio(timeout=90)
-async def test_a_start_cut_short_by_a_restart_ends_as_stopping_failed(keys, tmp_path):
+@pytest.mark.parametrize("clock_of_the_first_run", [None, "+3600"])
+async def test_a_start_cut_short_by_a_restart_ends_as_stopping_failed(keys, tmp_path, clock_of_the_first_run):
     """The replica carrying out a start goes down before it finishes: restarted, it marks
-    the trace stopping_failed, from where a stop cleans up and a delete is allowed."""
+    the trace stopping_failed, from where a stop cleans up and a delete is allowed. Also
+    when the wall clock was an hour ahead before the restart (stepped back by NTP meanwhile):
+    the recovery once compared the start's wall-clock time with the restart's and left such
+    a trace starting for good."""
     m = Master(tmp_path / "restart", keys.superuser.pub_path, config_text=None)
+    if clock_of_the_first_run:
+        assert os.path.exists(FAKETIME), f"{FAKETIME} is missing: apt-get install faketime"
+        m.env = {"LD_PRELOAD": FAKETIME, "FAKETIME": clock_of_the_first_run, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
     await m.start_async()
     try:
         mr = await new_mrealm(m, keys)
@@ -343,6 +356,7 @@ async def test_a_start_cut_short_by_a_restart_ends_as_stopping_failed(keys, tmp_
         m.stop()
         await asyncio.gather(pending, return_exceptions=True)
 
+        m.env = {}
         await m.start_async(ready_timeout=20)
         s = await join_when_realm_exists(m, keys, mr.name, timeout=20)
 

@@ -202,6 +202,7 @@ impl Controller {
                 replica_id: self.scope.ctx.replica.id,
                 session_id: l.session,
                 since: l.joined_ns,
+                run: self.scope.ctx.replica.run_id,
             }
         };
         let me = self.clone();

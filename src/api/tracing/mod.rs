@@ -58,9 +58,11 @@ const MAX_LIMIT: i64 = 10_000;
 pub struct Tracing {
     scope: Arc<Scope>,
     nodes: Forwarder,
-    /// When this backend started (ns): a transition of this replica's that is older and
-    /// still unfinished was cut short by a restart.
-    started_ns: i64,
+    /// The traces this process has changed the status of. A trace left starting or stopping
+    /// by this replica and not among them was cut short by a restart. (Not told by the wall
+    /// clock: a clock stepped back would make this run's own unfinished start look older
+    /// than the run, and one stepped ahead would leave a cut-short start unrecovered.)
+    touched: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What became of one traced worker: its node's answer, or a `failed` entry.
@@ -71,7 +73,7 @@ impl Tracing {
         Arc::new(Tracing {
             scope,
             nodes,
-            started_ns: now_ns(),
+            touched: Default::default(),
         })
     }
 

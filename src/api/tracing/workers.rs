@@ -232,6 +232,7 @@ impl Tracing {
         to: &str,
         rule: StatusRule,
     ) -> Result<Trace, CallError> {
+        self.touched.lock().insert(id.to_owned());
         let mut delta = Extra::new();
         delta.insert("status".into(), Json::from(to));
         delta.insert("changed".into(), Json::from(now_ns()));
@@ -279,7 +280,7 @@ impl Tracing {
         for t in traces {
             let cut_short = matches!(t.status.as_str(), STARTING | STOPPING)
                 && t.changed_by == Some(me)
-                && t.changed.is_some_and(|c| c < self.started_ns);
+                && !self.touched.lock().contains(&t.trace_id);
             if !cut_short {
                 continue;
             }

@@ -1,0 +1,243 @@
+//! The nemesis: kills (-9) and freezes (SIGSTOP) replicas, moves replica 2's wall clock, and
+//! changes the membership (a learner that comes and goes, voters replaced) under the load.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::common::*;
+use crate::{Peers, ws_url};
+
+/// The membership side of the nemesis: a learner that comes and goes, and voters replaced.
+pub struct Membership {
+    pub root: std::path::PathBuf,
+    /// libfaketime's offset file for replica 2's wall clock.
+    pub clock_file: std::path::PathBuf,
+    pub timing: Vec<String>,
+    pub next_id: u64,
+    pub learner: Option<Replica>,
+}
+
+impl Membership {
+    /// A live replica's peer address, to join through or to ask.
+    async fn live_peer(peers: &[String]) -> Option<String> {
+        for p in peers {
+            if let Some(s) = status(p).await
+                && s.leader.is_some()
+            {
+                return Some(p.clone());
+            }
+        }
+        None
+    }
+
+    fn peers_of(replicas: &[Replica]) -> Vec<String> {
+        replicas
+            .iter()
+            .filter(|r| r.child.is_some())
+            .map(Replica::peer)
+            .collect()
+    }
+
+    /// A learner joins (and is waited for) or, when one is there, leaves on SIGTERM.
+    async fn learner_comes_or_goes(&mut self, replicas: &[Replica]) -> String {
+        if let Some(mut learner) = self.learner.take() {
+            signal(&learner, "-TERM");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while learner
+                .child
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .unwrap()
+                .is_none()
+            {
+                if Instant::now() > deadline {
+                    learner.kill();
+                    return format!("learner {} did not leave within 15 s (killed)", learner.id);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            learner.child = None;
+            return format!("learner {} left", learner.id);
+        }
+        let Some(seed_peer) = Self::live_peer(&Self::peers_of(replicas)).await else {
+            return "no live replica to join through".into();
+        };
+        self.next_id += 1;
+        let mut args = vec!["--join".to_string(), seed_peer.clone(), "--learner".into()];
+        args.extend(self.timing.iter().cloned());
+        let mut learner = Replica::new(self.next_id, &self.root, args);
+        learner.start();
+        let id = learner.id;
+        let joined = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if status(&seed_peer)
+                    .await
+                    .is_some_and(|s| s.learners.contains(&id))
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .is_ok();
+        self.learner = Some(learner);
+        format!(
+            "learner {id} {}",
+            if joined {
+                "joined"
+            } else {
+                "asked to join (not yet in)"
+            }
+        )
+    }
+
+    /// A follower voter is killed, removed from the membership, and replaced by a new replica
+    /// on an empty data dir, which joins as a voter (there is room again) through a snapshot
+    /// or the log; clients move from the old address to the new one.
+    async fn replace_a_voter(
+        &mut self,
+        replicas: &mut [Replica],
+        peers: &Peers,
+        urls: &Peers,
+    ) -> String {
+        let Some(asked) = Self::live_peer(&Self::peers_of(replicas)).await else {
+            return "no live replica to ask".into();
+        };
+        let Some(s) = status(&asked).await else {
+            return "no status".into();
+        };
+        let Some(victim) = replicas
+            .iter()
+            .position(|r| Some(r.id) != s.leader && s.voters.contains(&r.id))
+        else {
+            return "no follower voter to replace".into();
+        };
+        let old = replicas[victim].id;
+        // Asked through another replica than the one about to go.
+        let Some(asked) = Self::live_peer(
+            &replicas
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != victim)
+                .map(|(_, r)| r.peer())
+                .collect::<Vec<_>>(),
+        )
+        .await
+        else {
+            return "no other live replica to ask".into();
+        };
+        replicas[victim].kill();
+        let removed = std::process::Command::new(env!("CARGO_BIN_EXE_fabric-master"))
+            .args([
+                "cluster",
+                "--peer",
+                &asked,
+                "remove",
+                "--node-id",
+                &old.to_string(),
+            ])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        if !removed.status.success() {
+            // The cluster may be electing; the old voter comes back as it was.
+            replicas[victim].start();
+            return format!(
+                "voter {old} not removed ({}), restarted",
+                String::from_utf8_lossy(&removed.stderr).trim()
+            );
+        }
+        self.next_id += 1;
+        let mut args = vec!["--join".to_string(), asked.clone()];
+        args.extend(self.timing.iter().cloned());
+        let mut new = Replica::new(self.next_id, &self.root, args);
+        new.start();
+        let id = new.id;
+        {
+            let mut p = peers.write();
+            let at = p
+                .iter()
+                .position(|a| *a == replicas[victim].peer())
+                .unwrap();
+            p[at] = new.peer();
+            let mut u = urls.write();
+            let at = u
+                .iter()
+                .position(|a| *a == ws_url(&replicas[victim]))
+                .unwrap();
+            u[at] = ws_url(&new);
+        }
+        replicas[victim] = new;
+        format!("voter {old} removed and replaced by a fresh replica {id}")
+    }
+}
+
+/// Kills or freezes one replica at a time (a quorum always remains), every 1.5–3.5 s; now
+/// and then a learner joins or leaves, or a follower voter is replaced, while faults go on.
+pub async fn nemesis(
+    replicas: &mut [Replica],
+    membership: &mut Membership,
+    peers: &Peers,
+    urls: &Peers,
+    seed: u64,
+    until: Instant,
+    restarts: &parking_lot::Mutex<Vec<Instant>>,
+) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut log = Vec::new();
+    while Instant::now() + Duration::from_secs(4) < until {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(1500..3500))).await;
+        let roll: f64 = rng.r#gen();
+        if roll < 0.2 {
+            log.push(membership.learner_comes_or_goes(replicas).await);
+            continue;
+        }
+        if roll < 0.3 {
+            log.push(membership.replace_a_voter(replicas, peers, urls).await);
+            continue;
+        }
+        if roll < 0.45 {
+            // Replica 2's wall clock jumps (libfaketime): hours ahead or behind, only the
+            // wall clock, as NTP or an operator would move it; leases run on the monotonic one.
+            let seconds: i64 = rng.gen_range(60..7200) * if rng.gen_bool(0.5) { 1 } else { -1 };
+            std::fs::write(&membership.clock_file, format!("{seconds:+}")).unwrap();
+            log.push(format!(
+                "the wall clock of replica 2 jumped to {seconds:+} s"
+            ));
+            continue;
+        }
+        let leader = status(&replicas[0].peer())
+            .await
+            .and_then(|s| s.leader)
+            .and_then(|l| replicas.iter().position(|r| r.id == l));
+        // Half the faults hit the leader.
+        let victim = match leader {
+            Some(l) if rng.gen_bool(0.5) => l,
+            _ => rng.gen_range(0..replicas.len()),
+        };
+        let pause = Duration::from_millis(rng.gen_range(500..2500));
+        if rng.gen_bool(0.5) {
+            log.push(format!(
+                "kill -9 replica {} for {pause:?}",
+                replicas[victim].id
+            ));
+            replicas[victim].kill();
+            tokio::time::sleep(pause).await;
+            replicas[victim].start();
+            restarts.lock().push(Instant::now());
+        } else {
+            log.push(format!(
+                "SIGSTOP replica {} for {pause:?}",
+                replicas[victim].id
+            ));
+            signal(&replicas[victim], "-STOP");
+            tokio::time::sleep(pause).await;
+            signal(&replicas[victim], "-CONT");
+        }
+    }
+    log
+}
