@@ -5,6 +5,11 @@
 //! ahead or back (libfaketime); every key's recorded history is then checked for
 //! linearizability (`common::linearizability`).
 //!
+//! On the peer port the registers are organizations' labels. Over WAMP (the management API,
+//! `wamp_client.rs`) they are those labels, node pairings, a trace's status (a compare-and-set:
+//! `start_trace`/`stop_trace`) and the workers of a simulated edge node reached with
+//! `remote.node.*` through whichever replica holds its session (`sim_node.rs`).
+//!
 //! Each seed also draws Raft's timing (heartbeat, election timeout, snapshot interval).
 //! In CI: a fixed set of seeds, 20 s each. Longer runs, and a failing seed replayed:
 //! `CHAOS_SEEDS=7,8 CHAOS_SECONDS=600 cargo test --release --test chaos -- --nocapture`.
