@@ -7,7 +7,10 @@
 //! (`tests/common/linearizability.rs`): an isolated old leader must never answer a read with
 //! a value older than a write the majority acknowledged meanwhile.
 //!
-//! `PARTITION_SEEDS=5,6 PARTITION_SECONDS=120 cargo test -p fabric-master-e2e --test partitions`
+//! The same with five voters split again and again into random halves of 2 and 3, each half
+//! talking within itself (`histories_under_random_halves_of_five_are_linearizable`).
+//!
+//! `PARTITION_SEEDS=5,6 HALVES_SEEDS=2,3 PARTITION_SECONDS=120 cargo test -p fabric-master-e2e --test partitions`
 //! runs longer; needs the image (`bash docker/build.sh`).
 
 mod common;
@@ -24,6 +27,7 @@ use fabric_master::store::Kind;
 use fabric_master::store::model::Oid;
 use linearizability::{Operation, RegOp, Verdict, check};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 const KEYS: usize = 3;
@@ -83,16 +87,38 @@ async fn client(
     }
 }
 
-async fn run(seed: u64, seconds: u64) {
+/// How the nemesis partitions the cluster.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// Three voters; one (the leader half the time) cut off from the others.
+    OneCutOff,
+    /// Five voters split into random halves of 2 and 3 (the leader in the smaller half half the
+    /// time); each half talks within itself: the smaller one moves to a network of its own.
+    RandomHalves,
+}
+
+async fn run(seed: u64, seconds: u64, shape: Shape) {
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let network = format!("fabric-part-{suffix}");
+    // Where the smaller half of a split talks among itself.
+    let other_side = format!("fabric-part-{suffix}-b");
     let tls_dir = tempfile::tempdir().unwrap();
-    let Three {
-        replicas: [r1, r2, r3],
-        peers,
-        ..
-    } = start_three(&network, &suffix, tls_dir.path()).await;
-    let all = [&r1, &r2, &r3];
+    let (replicas, peers) = match shape {
+        Shape::OneCutOff => {
+            let Three {
+                replicas, peers, ..
+            } = start_three(&network, &suffix, tls_dir.path()).await;
+            (Vec::from(replicas), peers)
+        }
+        Shape::RandomHalves => {
+            docker(&["network", "create", &other_side]);
+            let Voters { replicas, peers } =
+                start_voters(5, &network, &suffix, tls_dir.path()).await;
+            (replicas, peers)
+        }
+    };
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let r1 = all[0];
     let mut keys = Vec::new();
     for n in 0..KEYS {
         let (oid, cmd) = org(n as u64);
@@ -118,12 +144,46 @@ async fn run(seed: u64, seconds: u64) {
         })
         .collect();
 
-    // The nemesis: one replica at a time cut off the cluster's network, then healed.
+    // The nemesis: one replica at a time cut off the cluster's network, or the cluster split
+    // in halves, then healed.
     let mut rng = StdRng::seed_from_u64(seed);
     let mut faults = Vec::new();
     while Instant::now() + Duration::from_secs(5) < until {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(2000..4000))).await;
         let leader = peers.status(&r1.peer).await.and_then(|s| s.leader);
+        if shape == Shape::RandomHalves {
+            let mut order: Vec<usize> = (0..all.len()).collect();
+            order.shuffle(&mut rng);
+            if let Some(l) = leader.and_then(|l| all.iter().position(|r| r.id == l))
+                && rng.gen_bool(0.5)
+                && !order[..2].contains(&l)
+            {
+                let at = order.iter().position(|&i| i == l).unwrap();
+                order.swap(0, at);
+            }
+            let smaller: Vec<&Replica> = order[..2].iter().map(|&i| all[i]).collect();
+            let cut = Duration::from_millis(rng.gen_range(1000..3000));
+            let ids: Vec<u64> = smaller.iter().map(|r| r.id).collect();
+            let with_leader = leader.is_some_and(|l| ids.contains(&l));
+            faults.push(format!(
+                "replicas {ids:?}{} split from the others for {cut:?}",
+                if with_leader {
+                    " (with the leader)"
+                } else {
+                    ""
+                }
+            ));
+            for r in &smaller {
+                docker(&["network", "disconnect", &network, r.container.id()]);
+                docker(&["network", "connect", &other_side, r.container.id()]);
+            }
+            tokio::time::sleep(cut).await;
+            for r in &smaller {
+                docker(&["network", "disconnect", &other_side, r.container.id()]);
+                docker(&["network", "connect", &network, r.container.id()]);
+            }
+            continue;
+        }
         let victim = match leader.and_then(|l| all.iter().position(|r| r.id == l)) {
             Some(l) if rng.gen_bool(0.5) => l,
             _ => rng.gen_range(0..all.len()),
@@ -148,7 +208,7 @@ async fn run(seed: u64, seconds: u64) {
         c.await.unwrap();
     }
     // Healed: every replica follows one leader again, and reads every key once more.
-    for r in all {
+    for r in &all {
         peers
             .wait_for(&r.peer, "a leader and a quorum", |s| {
                 s.leader.is_some() && s.has_quorum
@@ -192,19 +252,45 @@ async fn run(seed: u64, seconds: u64) {
         "the nemesis ran: {faults:?}"
     );
     assert!(total > 100, "too few operations to check: {total}");
+    if shape == Shape::RandomHalves {
+        // Every split was healed: no container is on it any more (best effort).
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &other_side])
+            .output();
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn histories_under_partitions_are_linearizable() {
-    let seeds: Vec<u64> = std::env::var("PARTITION_SEEDS")
+/// One cluster at a time: the machine has two cores.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Seeds from `var` (comma-separated), else `default`; seconds from `PARTITION_SECONDS`.
+fn seeds_and_seconds(var: &str, default: u64) -> (Vec<u64>, u64) {
+    let seeds = std::env::var(var)
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1]);
+        .unwrap_or_else(|| vec![default]);
     let seconds = std::env::var("PARTITION_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
+    (seeds, seconds)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_under_partitions_are_linearizable() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let (seeds, seconds) = seeds_and_seconds("PARTITION_SEEDS", 1);
     for seed in seeds {
-        run(seed, seconds).await;
+        run(seed, seconds, Shape::OneCutOff).await;
+    }
+}
+
+/// Five voters split in random halves (2 | 3) again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_under_random_halves_of_five_are_linearizable() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let (seeds, seconds) = seeds_and_seconds("HALVES_SEEDS", 1);
+    for seed in seeds {
+        run(seed, seconds, Shape::RandomHalves).await;
     }
 }

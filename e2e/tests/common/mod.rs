@@ -53,8 +53,19 @@ impl Replica {
         tls_dir: &Path,
         formation: (&str, String),
     ) -> Replica {
+        Replica::start_with(id, network, suffix, tls_dir, vec![formation]).await
+    }
+
+    /// `start` with more environment (`FABRIC_VOTERS` for a larger cluster).
+    pub async fn start_with(
+        id: u64,
+        network: &str,
+        suffix: &str,
+        tls_dir: &Path,
+        env: Vec<(&str, String)>,
+    ) -> Replica {
         let name = format!("fm{id}-{suffix}");
-        let container = GenericImage::new(IMAGE, TAG)
+        let mut image = GenericImage::new(IMAGE, TAG)
             .with_wait_for(WaitFor::message_on_stderr("ready on"))
             .with_network(network)
             .with_container_name(&name)
@@ -67,8 +78,11 @@ impl Replica {
             .with_env_var("FABRIC_PEER_TLS_KEY", "/tls/replica.key")
             .with_env_var("FABRIC_WRITE_TIMEOUT_MS", WRITE_TIMEOUT_MS.to_string())
             .with_env_var("FABRIC_DRAIN_DELAY_MS", "200")
-            .with_env_var("FABRIC_DRAIN_WINDOW_MS", "200")
-            .with_env_var(formation.0, formation.1)
+            .with_env_var("FABRIC_DRAIN_WINDOW_MS", "200");
+        for (k, v) in env {
+            image = image.with_env_var(k, v);
+        }
+        let container = image
             .with_startup_timeout(Duration::from_secs(60))
             .start()
             .await
@@ -205,6 +219,20 @@ pub struct Three {
 }
 
 pub async fn start_three(network: &str, suffix: &str, tls_dir: &Path) -> Three {
+    let Voters { replicas, peers } = start_voters(3, network, suffix, tls_dir).await;
+    let seed = format!("{}:9401", replicas[0].name);
+    let Ok(replicas) = <[Replica; 3]>::try_from(replicas) else {
+        unreachable!("three replicas started")
+    };
+    Three {
+        replicas,
+        seed,
+        peers,
+    }
+}
+
+/// `n` voters (1 bootstraps, the others join it), reached as in `start_three`.
+pub async fn start_voters(n: u64, network: &str, suffix: &str, tls_dir: &Path) -> Voters {
     make_tls(tls_dir);
     let peers = Arc::new(Peers {
         tls: PeerTls::load(fabric_master::tls::TlsFiles {
@@ -214,23 +242,34 @@ pub async fn start_three(network: &str, suffix: &str, tls_dir: &Path) -> Three {
         })
         .unwrap(),
     });
-    let r1 = Replica::start(
+    let voters = ("FABRIC_VOTERS", n.to_string());
+    let first = Replica::start_with(
         1,
         network,
         suffix,
         tls_dir,
-        ("FABRIC_BOOTSTRAP", "true".into()),
+        vec![("FABRIC_BOOTSTRAP", "true".into()), voters.clone()],
     )
     .await;
-    let seed = format!("{}:9401", r1.name);
-    let r2 = Replica::start(2, network, suffix, tls_dir, ("FABRIC_JOIN", seed.clone())).await;
-    let r3 = Replica::start(3, network, suffix, tls_dir, ("FABRIC_JOIN", seed.clone())).await;
-    peers
-        .wait_for(&r1.peer, "three voters", |s| s.voters == vec![1, 2, 3])
-        .await;
-    Three {
-        replicas: [r1, r2, r3],
-        seed,
-        peers,
+    let seed = format!("{}:9401", first.name);
+    let mut replicas = vec![first];
+    for id in 2..=n {
+        let join = ("FABRIC_JOIN", seed.clone());
+        replicas.push(
+            Replica::start_with(id, network, suffix, tls_dir, vec![join, voters.clone()]).await,
+        );
     }
+    let all: Vec<u64> = (1..=n).collect();
+    peers
+        .wait_for(&replicas[0].peer, "every replica a voter", |s| {
+            s.voters == all
+        })
+        .await;
+    Voters { replicas, peers }
+}
+
+/// A cluster of `start_voters`.
+pub struct Voters {
+    pub replicas: Vec<Replica>,
+    pub peers: Arc<Peers>,
 }
