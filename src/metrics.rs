@@ -180,6 +180,7 @@ pub struct Meters {
     snapshots_built: Counter,
     snapshots_installed: Counter,
     slow_sessions_dropped: Counter,
+    log_lines_lost: Counter,
     orchestration_passes: Family<PassLabel, Counter>,
     orchestration_node_calls: Family<OutcomeLabel, Counter>,
     orchestration_node_call_seconds: Histogram,
@@ -224,6 +225,7 @@ impl Meters {
             snapshots_built: Counter::default(),
             snapshots_installed: Counter::default(),
             slow_sessions_dropped: Counter::default(),
+            log_lines_lost: Counter::default(),
             orchestration_passes: Family::default(),
             orchestration_node_calls: Family::default(),
             orchestration_node_call_seconds: latency_histogram(),
@@ -365,6 +367,10 @@ impl Meters {
         self.slow_sessions_dropped.inc();
     }
 
+    pub fn count_log_line_lost(&self) {
+        self.log_lines_lost.inc();
+    }
+
     /// A reconciler pass over `object` (`arealm`, `webcluster`, `routercluster`), `done` or
     /// `undone`.
     pub fn count_orchestration_pass(&self, object: &'static str, done: bool) {
@@ -465,6 +471,11 @@ impl Meters {
             "slow_sessions_dropped",
             "Sessions closed because they did not read what was sent to them",
             self.slow_sessions_dropped.clone(),
+        );
+        r.register(
+            "log_lines_lost",
+            "Log lines that could not be written to stderr (a full disk or a closed pipe behind it)",
+            self.log_lines_lost.clone(),
         );
         r.register(
             "orchestration_passes",

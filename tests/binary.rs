@@ -35,21 +35,31 @@ fn free_port() -> u16 {
 /// and releasing it, so another process (another test's master binding its peer port to `:0`)
 /// can take it first: a master that exits with the port taken is started again on a new one.
 fn start(extra: &[&str]) -> Master {
+    start_logging_to(extra, None)
+}
+
+/// `start` with the master's stderr sent to `log` (its own log file when `None`).
+fn start_logging_to(extra: &[&str], log: Option<&str>) -> Master {
     for _ in 0..5 {
-        if let Some(master) = try_start(extra) {
+        if let Some(master) = try_start(extra, log) {
             return master;
         }
     }
-    panic!("master could not bind a free port in 5 tries");
+    panic!(
+        "master exited before it was ready, 5 times (its port taken, or its log elsewhere says why)"
+    );
 }
 
-fn try_start(extra: &[&str]) -> Option<Master> {
+fn try_start(extra: &[&str], log_to: Option<&str>) -> Option<Master> {
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::from_bytes(&rand::random());
     fabric_master::auth::keyfile::write_key_pair(dir.path(), "su", &key, "superuser").unwrap();
     let port = free_port();
     let log_path = dir.path().join("master.log");
-    let log = std::fs::File::create(&log_path).unwrap();
+    let log = match log_to {
+        Some(path) => std::fs::OpenOptions::new().write(true).open(path).unwrap(),
+        None => std::fs::File::create(&log_path).unwrap(),
+    };
     let child = Command::new(env!("CARGO_BIN_EXE_fabric-master"))
         // Stop at once: these tests do not exercise the drain (tests/python/test_cluster.py does).
         .env("FABRIC_DRAIN_DELAY_MS", "0")
@@ -82,7 +92,8 @@ fn try_start(extra: &[&str]) -> Option<Master> {
         let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
         if let Some(status) = master.child.try_wait().unwrap() {
             let log = log();
-            if log.contains("in use") {
+            // (With its log elsewhere, its reason cannot be read here: try again too.)
+            if log.contains("in use") || log_to.is_some() {
                 return None;
             }
             panic!("master exited with {status} before it was ready:\n{log}");
@@ -139,6 +150,35 @@ fn http_routes_answer() {
             .unwrap()
             .contains("fabric_sessions 0")
     );
+}
+
+/// A log that cannot be written (stderr on a full disk: `/dev/full` fails every write) loses
+/// lines, counted on `/metrics`, and the master serves on. It used to exit with a panic at its
+/// first log line: tracing-subscriber reported the failed write with `eprint!`, which panics
+/// when stderr fails.
+#[tokio::test]
+async fn a_full_disk_under_the_log_loses_lines_not_the_master() {
+    let m = start_logging_to(&[], Some("/dev/full"));
+    let su = Client::connect(&config(&m, Serializer::Json, Some(m.key.clone())))
+        .await
+        .expect("the superuser joins");
+    let answer = su
+        .call(
+            "crossbarfabriccenter.domain.get_status",
+            Payload::default(),
+            Dict::new(),
+        )
+        .await
+        .expect("a management call answered");
+    assert!(!answer.arg_list().is_empty());
+    let metrics = http_get(m.port, "/metrics").unwrap();
+    let lost: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fabric_log_lines_lost_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("fabric_log_lines_lost_total on /metrics");
+    assert!(lost >= 1.0, "the lost lines are counted: {lost}");
+    su.close();
 }
 
 #[tokio::test]

@@ -312,50 +312,6 @@ async fn flipped_bits_are_refused_or_harmless_never_served() {
     eprintln!("seed {seed}: {refused} damaged files refused, {harmless} served intact data");
 }
 
-/// A tmpfs of `mib` MiB mounted at `dir` (root only); unmounted on drop.
-struct SmallDisk {
-    dir: std::path::PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(dir: &std::path::Path, mib: u64) -> SmallDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("mount runs");
-        assert!(
-            out.status.success(),
-            "mounting a {mib} MiB tmpfs at {} (the disk-full test needs root; FABRIC_SKIP_MOUNT=1 leaves it out): {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallDisk {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn resize(&self, mib: u64) {
-        let ok = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(&self.dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "remount");
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir)
-            .status();
-    }
-}
-
 /// Replica 3's disk fills up while the cluster takes writes: the other two go on (no
 /// acknowledged write is lost, none waits for the full replica), the full one says why in
 /// its log and serves nothing stale; given space and restarted, it catches up with every
@@ -449,7 +405,7 @@ async fn a_full_disk_stops_one_replica_not_the_cluster() {
     eprintln!("replica 3 after its disk filled: exited ({code})");
     // Space again, a restart: it catches up with everything.
     let p3 = replicas[2].peer();
-    disk.resize(256);
+    disk.resize_kib(256 * 1024);
     replicas[2].start();
     wait_for(&p3, "replica 3 caught up", |s| {
         s.has_quorum && s.last_applied >= s.last_log_index.map(|i| i.saturating_sub(1))

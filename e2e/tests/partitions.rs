@@ -8,9 +8,12 @@
 //! a value older than a write the majority acknowledged meanwhile.
 //!
 //! The same with five voters split again and again into random halves of 2 and 3, each half
-//! talking within itself (`histories_under_random_halves_of_five_are_linearizable`).
+//! talking within itself (`histories_under_random_halves_of_five_are_linearizable`), and with
+//! five voters under faults of single links (`common::links`, iptables in the containers'
+//! namespaces): bridges, one-way cuts (a replica deaf or mute to its peers) and lossy links
+//! (`histories_under_one_way_bridged_and_lossy_links_are_linearizable`).
 //!
-//! `PARTITION_SEEDS=5,6 HALVES_SEEDS=2,3 PARTITION_SECONDS=120 cargo test -p fabric-master-e2e --test partitions`
+//! `PARTITION_SEEDS=5,6 HALVES_SEEDS=2,3 LINKS_SEEDS=4 PARTITION_SECONDS=120 cargo test -p fabric-master-e2e --test partitions`
 //! runs longer; needs the image (`bash docker/build.sh`).
 
 mod common;
@@ -21,6 +24,7 @@ mod linearizability;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::links::{Links, cut_between};
 use common::*;
 use fabric_master::replica::{ProposeError, Query};
 use fabric_master::store::Kind;
@@ -95,28 +99,153 @@ enum Shape {
     /// Five voters split into random halves of 2 and 3 (the leader in the smaller half half the
     /// time); each half talks within itself: the smaller one moves to a network of its own.
     RandomHalves,
+    /// Five voters; each fault one of: a bridge (two pairs cut apart, one replica that sees
+    /// both), a deaf replica (hears no peer, is heard by all), a mute one (heard by none,
+    /// hears all), every link losing a random share of its packets. The leader is the deaf or
+    /// mute one, or on a side of the bridge, half the time.
+    Links,
+}
+
+impl Shape {
+    fn voters(self) -> u64 {
+        match self {
+            Shape::OneCutOff => 3,
+            Shape::RandomHalves | Shape::Links => 5,
+        }
+    }
+}
+
+/// Breaks the cluster's network one way at a time and heals it.
+struct Nemesis<'a> {
+    shape: Shape,
+    replicas: Vec<&'a Replica>,
+    /// Each replica's incoming peer links (`Shape::Links` only).
+    links: Vec<Links>,
+    network: String,
+    /// Where the smaller half of a split talks among itself.
+    other_side: String,
+    rng: StdRng,
+}
+
+impl Nemesis<'_> {
+    /// Replica indexes in random order, the leader's first half the time.
+    fn shuffled(&mut self, leader: Option<u64>) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.replicas.len()).collect();
+        order.shuffle(&mut self.rng);
+        if let Some(l) = leader.and_then(|l| self.replicas.iter().position(|r| r.id == l))
+            && self.rng.gen_bool(0.5)
+        {
+            let at = order.iter().position(|&i| i == l).unwrap();
+            order.swap(0, at);
+        }
+        order
+    }
+
+    fn ids(&self, indexes: &[usize]) -> Vec<u64> {
+        indexes.iter().map(|&i| self.replicas[i].id).collect()
+    }
+
+    /// One fault, held for 1–3 s and healed; says what it was.
+    async fn strike(&mut self, leader: Option<u64>) -> String {
+        let order = self.shuffled(leader);
+        let cut = Duration::from_millis(self.rng.gen_range(1000..3000));
+        let with_leader = |ids: &[u64]| {
+            if leader.is_some_and(|l| ids.contains(&l)) {
+                " (with the leader)"
+            } else {
+                ""
+            }
+        };
+        let what = match self.shape {
+            Shape::OneCutOff => {
+                let victim = self.replicas[order[0]];
+                docker(&[
+                    "network",
+                    "disconnect",
+                    &self.network,
+                    victim.container.id(),
+                ]);
+                tokio::time::sleep(cut).await;
+                docker(&["network", "connect", &self.network, victim.container.id()]);
+                let ids = [victim.id];
+                format!("replica {}{} cut off", victim.id, with_leader(&ids))
+            }
+            Shape::RandomHalves => {
+                let smaller = [self.replicas[order[0]], self.replicas[order[1]]];
+                for r in smaller {
+                    docker(&["network", "disconnect", &self.network, r.container.id()]);
+                    docker(&["network", "connect", &self.other_side, r.container.id()]);
+                }
+                tokio::time::sleep(cut).await;
+                for r in smaller {
+                    docker(&["network", "disconnect", &self.other_side, r.container.id()]);
+                    docker(&["network", "connect", &self.network, r.container.id()]);
+                }
+                let ids = self.ids(&order[..2]);
+                format!(
+                    "replicas {ids:?}{} split from the others",
+                    with_leader(&ids)
+                )
+            }
+            Shape::Links => {
+                let pick =
+                    |ix: &[usize]| -> Vec<&Links> { ix.iter().map(|&i| &self.links[i]).collect() };
+                let what = match self.rng.gen_range(0..4) {
+                    0 => {
+                        cut_between(&pick(&order[..2]), &pick(&order[3..]));
+                        let (a, b) = (self.ids(&order[..2]), self.ids(&order[3..]));
+                        format!(
+                            "a bridge: {a:?}{} cut from {b:?}, {} sees both",
+                            with_leader(&a),
+                            self.replicas[order[2]].id
+                        )
+                    }
+                    1 => {
+                        self.links[order[0]].drop_from(&pick(&order[1..]));
+                        let ids = self.ids(&order[..1]);
+                        format!("replica {ids:?}{} deaf to its peers", with_leader(&ids))
+                    }
+                    2 => {
+                        for &i in &order[1..] {
+                            self.links[i].drop_from(&pick(&order[..1]));
+                        }
+                        let ids = self.ids(&order[..1]);
+                        format!("replica {ids:?}{} mute to its peers", with_leader(&ids))
+                    }
+                    _ => {
+                        let share = self.rng.gen_range(0.1..0.5);
+                        for i in 0..self.links.len() {
+                            let others: Vec<usize> =
+                                (0..self.links.len()).filter(|&j| j != i).collect();
+                            self.links[i].lose_from(&pick(&others), share);
+                        }
+                        format!(
+                            "every peer link losing {:.0} % of its packets",
+                            share * 100.0
+                        )
+                    }
+                };
+                tokio::time::sleep(cut).await;
+                for l in &self.links {
+                    l.heal();
+                }
+                what
+            }
+        };
+        format!("{what} for {cut:?}")
+    }
 }
 
 async fn run(seed: u64, seconds: u64, shape: Shape) {
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let network = format!("fabric-part-{suffix}");
-    // Where the smaller half of a split talks among itself.
     let other_side = format!("fabric-part-{suffix}-b");
+    if shape == Shape::RandomHalves {
+        docker(&["network", "create", &other_side]);
+    }
     let tls_dir = tempfile::tempdir().unwrap();
-    let (replicas, peers) = match shape {
-        Shape::OneCutOff => {
-            let Three {
-                replicas, peers, ..
-            } = start_three(&network, &suffix, tls_dir.path()).await;
-            (Vec::from(replicas), peers)
-        }
-        Shape::RandomHalves => {
-            docker(&["network", "create", &other_side]);
-            let Voters { replicas, peers } =
-                start_voters(5, &network, &suffix, tls_dir.path()).await;
-            (replicas, peers)
-        }
-    };
+    let Voters { replicas, peers } =
+        start_voters(shape.voters(), &network, &suffix, tls_dir.path()).await;
     let all: Vec<&Replica> = replicas.iter().collect();
     let r1 = all[0];
     let mut keys = Vec::new();
@@ -144,65 +273,24 @@ async fn run(seed: u64, seconds: u64, shape: Shape) {
         })
         .collect();
 
-    // The nemesis: one replica at a time cut off the cluster's network, or the cluster split
-    // in halves, then healed.
-    let mut rng = StdRng::seed_from_u64(seed);
+    let links = match shape {
+        Shape::Links => all.iter().map(|r| Links::new(r, &network)).collect(),
+        _ => Vec::new(),
+    };
+    let mut nemesis = Nemesis {
+        shape,
+        replicas: all.clone(),
+        links,
+        network: network.clone(),
+        other_side: other_side.clone(),
+        rng: StdRng::seed_from_u64(seed),
+    };
     let mut faults = Vec::new();
     while Instant::now() + Duration::from_secs(5) < until {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(2000..4000))).await;
+        let pause = nemesis.rng.gen_range(2000..4000);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
         let leader = peers.status(&r1.peer).await.and_then(|s| s.leader);
-        if shape == Shape::RandomHalves {
-            let mut order: Vec<usize> = (0..all.len()).collect();
-            order.shuffle(&mut rng);
-            if let Some(l) = leader.and_then(|l| all.iter().position(|r| r.id == l))
-                && rng.gen_bool(0.5)
-                && !order[..2].contains(&l)
-            {
-                let at = order.iter().position(|&i| i == l).unwrap();
-                order.swap(0, at);
-            }
-            let smaller: Vec<&Replica> = order[..2].iter().map(|&i| all[i]).collect();
-            let cut = Duration::from_millis(rng.gen_range(1000..3000));
-            let ids: Vec<u64> = smaller.iter().map(|r| r.id).collect();
-            let with_leader = leader.is_some_and(|l| ids.contains(&l));
-            faults.push(format!(
-                "replicas {ids:?}{} split from the others for {cut:?}",
-                if with_leader {
-                    " (with the leader)"
-                } else {
-                    ""
-                }
-            ));
-            for r in &smaller {
-                docker(&["network", "disconnect", &network, r.container.id()]);
-                docker(&["network", "connect", &other_side, r.container.id()]);
-            }
-            tokio::time::sleep(cut).await;
-            for r in &smaller {
-                docker(&["network", "disconnect", &other_side, r.container.id()]);
-                docker(&["network", "connect", &network, r.container.id()]);
-            }
-            continue;
-        }
-        let victim = match leader.and_then(|l| all.iter().position(|r| r.id == l)) {
-            Some(l) if rng.gen_bool(0.5) => l,
-            _ => rng.gen_range(0..all.len()),
-        };
-        let cut = Duration::from_millis(rng.gen_range(1000..3000));
-        let was_leader = leader == Some(all[victim].id);
-        faults.push(format!(
-            "replica {}{} cut off for {cut:?}",
-            all[victim].id,
-            if was_leader { " (the leader)" } else { "" }
-        ));
-        docker(&[
-            "network",
-            "disconnect",
-            &network,
-            all[victim].container.id(),
-        ]);
-        tokio::time::sleep(cut).await;
-        docker(&["network", "connect", &network, all[victim].container.id()]);
+        faults.push(nemesis.strike(leader).await);
     }
     for c in clients {
         c.await.unwrap();
@@ -292,5 +380,15 @@ async fn histories_under_random_halves_of_five_are_linearizable() {
     let (seeds, seconds) = seeds_and_seconds("HALVES_SEEDS", 1);
     for seed in seeds {
         run(seed, seconds, Shape::RandomHalves).await;
+    }
+}
+
+/// Five voters under one-way cuts, bridges and lossy links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_under_one_way_bridged_and_lossy_links_are_linearizable() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let (seeds, seconds) = seeds_and_seconds("LINKS_SEEDS", 1);
+    for seed in seeds {
+        run(seed, seconds, Shape::Links).await;
     }
 }

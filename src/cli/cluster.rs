@@ -63,6 +63,9 @@ pub enum ClusterAction {
         #[arg(long)]
         node_id: u64,
     },
+    /// Make the replica (--peer) snapshot its state now and purge the log the snapshot
+    /// covers, as it does by itself every --raft-snapshot-logs entries; waits for the snapshot.
+    Snapshot,
 }
 
 #[derive(Args, Debug)]
@@ -292,6 +295,29 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
                     .trigger_elect(pb::ElectRequest {})
                     .await?;
                 tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+        }
+        ClusterAction::Snapshot => {
+            let before = status_of(p, peer).await?;
+            p.client(peer)?
+                .trigger_snapshot(pb::SnapshotRequest {})
+                .await?;
+            // A snapshot covers what was applied when it was asked for, or later.
+            let wanted = before.last_applied;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let now = status_of(p, peer).await?;
+                if now.snapshot >= wanted {
+                    break serde_json::to_value(now)?;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "replica {} has no snapshot up to {wanted:?} after 30 s (it has {:?})",
+                        now.id,
+                        now.snapshot
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     };

@@ -396,12 +396,35 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Standard error, whose write failures are counted instead of reported.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // One formatted event per call; a failure loses that line.
+        if std::io::Write::write_all(&mut std::io::stderr(), buf).is_err() {
+            crate::metrics::meters().count_log_line_lost();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+        Ok(())
+    }
+}
+
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FABRIC_LOG")
         .unwrap_or_else(|_| "info,openraft=warn".into());
+    // A log that cannot be written (stderr redirected to a file on a full disk, a closed
+    // pipe) loses lines, counted in `fabric_log_lines_lost`, and the master goes on serving:
+    // tracing-subscriber would otherwise report the failure with `eprint!`, which panics
+    // when stderr fails, and take the process down at its next log line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

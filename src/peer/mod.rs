@@ -172,6 +172,19 @@ impl pb::peer_server::Peer for PeerService {
         Ok(Response::new(pb::ElectReply {}))
     }
 
+    async fn trigger_snapshot(
+        &self,
+        _req: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotReply>, Status> {
+        self.replica
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::SnapshotReply {}))
+    }
+
     async fn query(
         &self,
         req: Request<pb::QueryRequest>,

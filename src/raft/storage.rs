@@ -248,8 +248,21 @@ fn commit_log_ops(
                     log.retain_in(*from.., |_, _| false)?;
                 }
                 LogOp::Purge { upto } => {
-                    meta.insert("last_purged", enc(&Some(*upto)).as_slice())?;
-                    log.retain_in(..=upto.index, |_, _| false)?;
+                    // Only what a stored snapshot covers is forgotten. openraft asks for the
+                    // purge as soon as it hands a received snapshot to the state machine, not
+                    // once the snapshot is stored: a crash between the two left a log purged
+                    // past the stored snapshot and state, a hole nothing can fill (openraft
+                    // then refuses to start, or in a release build replays around it). The
+                    // rest goes with the snapshot's own transaction (`install_snapshot`).
+                    let covered = stored_snapshot_last(&txn)?;
+                    let upto = match covered {
+                        Some(c) if c.index < upto.index => Some(c),
+                        Some(_) => Some(*upto),
+                        None => None,
+                    };
+                    if let Some(upto) = upto {
+                        purge_log_upto(&mut log, &mut meta, upto)?;
+                    }
                 }
                 LogOp::Vote { vote, .. } => {
                     meta.insert("vote", enc(vote).as_slice())?;
@@ -259,6 +272,37 @@ fn commit_log_ops(
         meta.insert("committed", enc(&committed).as_slice())?;
     }
     txn.commit()?;
+    Ok(())
+}
+
+/// The last log id the stored snapshot covers.
+fn stored_snapshot_last(txn: &redb::WriteTransaction) -> Result<Option<LogId>, StoreError> {
+    let t = txn.open_table(SNAPSHOT)?;
+    let Some(v) = t.get("meta")? else {
+        return Ok(None);
+    };
+    let meta: SnapshotMeta<NodeId, openraft::BasicNode> = super::codec::decode(v.value())
+        .map_err(|e| StoreError::Snapshot(format!("corrupt snapshot meta: {e}")))?;
+    Ok(meta.last_log_id)
+}
+
+/// Deletes the log entries up to `upto` and records it as purged, unless the log is purged
+/// that far already (the record never moves back).
+fn purge_log_upto(
+    log: &mut redb::Table<u64, &[u8]>,
+    meta: &mut redb::Table<&str, &[u8]>,
+    upto: LogId,
+) -> Result<(), StoreError> {
+    let already: Option<LogId> = match meta.get("last_purged")? {
+        Some(v) => super::codec::decode(v.value())
+            .map_err(|e| StoreError::Snapshot(format!("corrupt last_purged: {e}")))?,
+        None => None,
+    };
+    if already.is_some_and(|a| a.index >= upto.index) {
+        return Ok(());
+    }
+    meta.insert("last_purged", enc(&Some(upto)).as_slice())?;
+    log.retain_in(..=upto.index, |_, _| false)?;
     Ok(())
 }
 
@@ -514,6 +558,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 t.insert("meta", enc(&meta).as_slice()).map_err(io)?;
                 t.insert("data", data.as_slice()).map_err(io)?;
             }
+            // The log the snapshot covers goes in the same transaction: stored snapshot,
+            // state and log never disagree, whenever a crash comes (see `LogOp::Purge`).
+            if let Some(last) = meta.last_log_id {
+                let mut log = txn.open_table(LOG).map_err(io)?;
+                let mut log_meta = txn.open_table(LOG_META).map_err(io)?;
+                purge_log_upto(&mut log, &mut log_meta, last).map_err(io)?;
+            }
             txn.commit().map_err(io)?;
             crate::metrics::meters().snapshot_installed(data.len());
             Ok(())
@@ -594,3 +645,6 @@ pub fn restore_into(
     txn.commit()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

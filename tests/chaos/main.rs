@@ -1,13 +1,14 @@
 //! The fault runner: three replica processes on loopback, clients writing and reading
 //! registers (the labels of organizations) through every replica at once, while a nemesis
 //! kills (-9) and freezes (SIGSTOP) replicas, leader included, while learners join and leave,
-//! follower voters are replaced by fresh replicas, and replica 2's wall clock jumps hours
-//! ahead or back (libfaketime); every key's recorded history is then checked for
-//! linearizability (`common::linearizability`).
+//! follower voters are replaced by fresh replicas, replica 2's wall clock jumps hours
+//! ahead or back (libfaketime), replica 3's disk (a tmpfs) fills up, and replicas are killed
+//! in the middle of a snapshot build or install (`storage_faults.rs`); every key's recorded
+//! history is then checked for linearizability (`common::linearizability`).
 //!
 //! On the peer port the registers are organizations' labels. Over WAMP (the management API,
 //! `wamp_client.rs`) they are those labels, node pairings, a trace's status (a compare-and-set:
-//! `start_trace`/`stop_trace`) and the workers of a simulated edge node reached with
+//! `start_trace`/`stop_trace`) and the workers of simulated edge nodes reached with
 //! `remote.node.*` through whichever replica holds its session (`sim_node.rs`).
 //!
 //! Each seed also draws Raft's timing (heartbeat, election timeout, snapshot interval).
@@ -20,6 +21,7 @@ mod common;
 mod membership;
 mod peer_client;
 mod sim_node;
+mod storage_faults;
 mod wamp_client;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use rand::{Rng, SeedableRng};
 
 use membership::{Membership, nemesis};
 use peer_client::client;
+use storage_faults::SMALL_DISK_MIB;
 use wamp_client::{set_up_chaos_mrealm, wamp_client};
 
 /// libfaketime for threaded programs (Debian package `faketime`).
@@ -44,8 +47,10 @@ const PAIRS: usize = 2;
 const CHAOS_MREALM: &str = "chaos";
 /// The trace of that realm the WAMP runs start and stop: a compare-and-set register.
 const CHAOS_TRACE: &str = "chaos-trace";
-/// Workers of the simulated node the WAMP runs start, stop and look up with `remote.*`.
-const WORKERS: usize = 2;
+/// Simulated edge nodes of the WAMP runs, each joined to a replica of its own choosing.
+const SIM_NODES: usize = 2;
+/// Workers the WAMP runs start, stop and look up with `remote.*`, spread over the nodes.
+const WORKERS: usize = 4;
 /// Every register's value when the history begins.
 const INITIAL: &str = "initial";
 
@@ -147,12 +152,38 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         |s| s.has_quorum,
     )
     .await;
+    // Replica 3 moves onto a small disk of its own, which the nemesis fills now and then.
+    let small_disk = if std::env::var("FABRIC_SKIP_MOUNT").as_deref() == Ok("1") {
+        None
+    } else {
+        let disk = SmallDisk::mount(&root.path().join("small"), SMALL_DISK_MIB);
+        replicas[2].kill();
+        let moved = disk.dir.join("replica3");
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&replicas[2].data_dir)
+            .arg(&moved)
+            .status()
+            .unwrap()
+            .success();
+        assert!(copied, "replica 3's data dir copied to the small disk");
+        replicas[2].data_dir = moved;
+        replicas[2].start();
+        wait_for(
+            &replicas[2].peer(),
+            "replica 3 back on the small disk",
+            |s| s.has_quorum,
+        )
+        .await;
+        Some(disk)
+    };
     let mut membership = Membership {
         root: root.path().to_path_buf(),
         clock_file,
         timing: timing.clone(),
         next_id: 100,
         learner: None,
+        small_disk,
     };
     // The WAMP runs' registers: organizations, pairings, the trace, the node's workers.
     let trace_register = KEYS + PAIRS;
@@ -162,24 +193,35 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         KEYS
     };
     let history: History = Arc::new(parking_lot::Mutex::new(vec![Vec::new(); registers]));
-    let node_key = ed25519_dalek::SigningKey::from_bytes(&[seed as u8 ^ 0x3c; 32]);
-    let node_oid = if via == Via::Wamp {
-        set_up_chaos_mrealm(&ws_url(&replicas[0]), &superuser, &node_key).await
+    let node_keys: Vec<ed25519_dalek::SigningKey> = (0..SIM_NODES)
+        .map(|i| ed25519_dalek::SigningKey::from_bytes(&[seed as u8 ^ (0x3c + i as u8); 32]))
+        .collect();
+    let node_oids = if via == Via::Wamp {
+        set_up_chaos_mrealm(&ws_url(&replicas[0]), &superuser, &node_keys).await
     } else {
-        String::new()
+        Vec::new()
     };
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
-    // The simulated node outlives the clients, for the reads after healing.
+    // The simulated nodes outlive the clients, for the reads after healing.
     let node_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let node = (via == Via::Wamp).then(|| {
-        tokio::spawn(sim_node::run(
-            node_key,
-            urls.clone(),
-            seed,
-            node_stop.clone(),
-        ))
-    });
+    let nodes: Vec<_> = if via == Via::Wamp {
+        node_keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                tokio::spawn(sim_node::run(
+                    sim_node::sim_node_name(i),
+                    key.clone(),
+                    urls.clone(),
+                    seed,
+                    node_stop.clone(),
+                ))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| match via {
             Via::PeerPort => tokio::spawn(client(
@@ -197,7 +239,7 @@ async fn run(seed: u64, seconds: u64, via: Via) {
                 urls.clone(),
                 superuser.clone(),
                 keys.clone(),
-                node_oid.clone(),
+                node_oids.clone(),
                 started,
                 until,
                 history.clone(),
@@ -219,12 +261,7 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         c.await.unwrap();
     }
     // Healed: every replica reads every key once more; these reads must fit the history too.
-    for r in &replicas {
-        wait_for(&r.peer(), "a leader and three voters", |s| {
-            s.leader.is_some() && s.voters.len() == 3
-        })
-        .await;
-    }
+    healed(&mut replicas, seed, &faults).await;
     let final_reads = tokio::spawn(client(
         CLIENTS,
         seed,
@@ -244,7 +281,7 @@ async fn run(seed: u64, seconds: u64, via: Via) {
             urls.clone(),
             superuser.clone(),
             keys.clone(),
-            node_oid.clone(),
+            node_oids.clone(),
             started,
             Instant::now() + Duration::from_secs(5),
             history.clone(),
@@ -252,10 +289,10 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         .await;
     }
     node_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let node_joins = match node {
-        Some(n) => n.await.unwrap(),
-        None => 0,
-    };
+    let mut node_joins = Vec::new();
+    for n in nodes {
+        node_joins.push(n.await.unwrap());
+    }
     // A replica restarted after a kill finds the traces its earlier run left half-started or
     // half-stopped and makes them failed stops (`api/tracing`): after each restart, that may
     // happen (once), or not.
@@ -293,7 +330,7 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         acked(|o| matches!(o, RegOp::Create(_))),
     );
     let via_name = if via == Via::Wamp {
-        format!(" (WAMP; the simulated node joined {node_joins} times)")
+        format!(" (WAMP; the simulated nodes joined {node_joins:?} times)")
     } else {
         String::new()
     };
@@ -348,11 +385,47 @@ async fn run(seed: u64, seconds: u64, via: Via) {
             }
         }
     }
-    // One fault per 1.5–3.5 s pause plus its own duration: at least one per 6 s.
+    // The two storage faults first (up to 15 s with their waits), then one fault per 1.5–3.5 s
+    // pause plus its own duration.
     assert!(
-        faults.len() >= (seconds as usize / 6).max(1),
+        faults.len() >= (seconds as usize / 8).max(2),
         "the nemesis ran: {faults:?}"
     );
+}
+
+/// Waits (60 s at most) until every replica sees a leader and three voters; else fails with
+/// what each replica says and the end of its log.
+async fn healed(replicas: &mut [Replica], seed: u64, faults: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'wait: while Instant::now() < deadline {
+        for r in replicas.iter() {
+            if !status(&r.peer())
+                .await
+                .is_some_and(|s| s.leader.is_some() && s.voters.len() == 3)
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue 'wait;
+            }
+        }
+        return;
+    }
+    let mut report = String::new();
+    for r in replicas.iter_mut() {
+        let exited = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        let errors: Vec<String> = r
+            .log_tail(2000)
+            .lines()
+            .filter(|l| !l.contains(" INFO "))
+            .map(str::to_owned)
+            .collect();
+        report += &format!(
+            "\nreplica {} (exited: {exited:?}), status {:?}:\n{}\n",
+            r.id,
+            status(&r.peer()).await,
+            errors[errors.len().saturating_sub(15)..].join("\n")
+        );
+    }
+    panic!("seed {seed}: not healed 60 s after the faults {faults:?}{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
-//! The nemesis: kills (-9) and freezes (SIGSTOP) replicas, moves replica 2's wall clock, and
-//! changes the membership (a learner that comes and goes, voters replaced) under the load.
+//! The nemesis: kills (-9) and freezes (SIGSTOP) replicas, moves replica 2's wall clock,
+//! changes the membership (a learner that comes and goes, voters replaced), fills replica 3's
+//! disk and kills replicas in the middle of snapshots (`storage_faults`), under the load.
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::common::*;
+use crate::storage_faults::{fill_the_disk, kill_in_a_snapshot_build, kill_in_a_snapshot_install};
 use crate::{Peers, ws_url};
 
 /// The membership side of the nemesis: a learner that comes and goes, and voters replaced.
@@ -17,6 +19,9 @@ pub struct Membership {
     pub timing: Vec<String>,
     pub next_id: u64,
     pub learner: Option<Replica>,
+    /// The tmpfs replica 3's data dir is on (and its replacement's); none without root
+    /// (`FABRIC_SKIP_MOUNT=1`).
+    pub small_disk: Option<SmallDisk>,
 }
 
 impl Membership {
@@ -155,6 +160,11 @@ impl Membership {
         let mut args = vec!["--join".to_string(), asked.clone()];
         args.extend(self.timing.iter().cloned());
         let mut new = Replica::new(self.next_id, &self.root, args);
+        if let Some(disk) = &self.small_disk
+            && replicas[victim].data_dir.starts_with(&disk.dir)
+        {
+            new.data_dir = disk.dir.join(format!("replica{}", new.id));
+        }
         new.start();
         let id = new.id;
         {
@@ -176,8 +186,33 @@ impl Membership {
     }
 }
 
-/// Kills or freezes one replica at a time (a quorum always remains), every 1.5–3.5 s; now
-/// and then a learner joins or leaves, or a follower voter is replaced, while faults go on.
+/// What the nemesis does next.
+enum Fault {
+    Learner,
+    ReplaceVoter,
+    Clock,
+    DiskFull,
+    SnapshotInstall,
+    /// A replica killed (-9, now and then in a snapshot build) or frozen (SIGSTOP).
+    Process,
+}
+
+impl Fault {
+    fn draw(rng: &mut StdRng) -> Fault {
+        match rng.gen_range(0..100) {
+            0..20 => Fault::Learner,
+            20..30 => Fault::ReplaceVoter,
+            30..40 => Fault::Clock,
+            40..48 => Fault::DiskFull,
+            48..56 => Fault::SnapshotInstall,
+            _ => Fault::Process,
+        }
+    }
+}
+
+/// Kills or freezes one replica at a time (a quorum always remains), every 1.5–3.5 s, some
+/// kills aimed at a snapshot being built or installed; now and then a learner joins or
+/// leaves, a follower voter is replaced, replica 2's clock jumps or replica 3's disk fills.
 pub async fn nemesis(
     replicas: &mut [Replica],
     membership: &mut Membership,
@@ -191,24 +226,46 @@ pub async fn nemesis(
     let mut log = Vec::new();
     while Instant::now() + Duration::from_secs(4) < until {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1500..3500))).await;
-        let roll: f64 = rng.r#gen();
-        if roll < 0.2 {
-            log.push(membership.learner_comes_or_goes(replicas).await);
-            continue;
-        }
-        if roll < 0.3 {
-            log.push(membership.replace_a_voter(replicas, peers, urls).await);
-            continue;
-        }
-        if roll < 0.45 {
-            // Replica 2's wall clock jumps (libfaketime): hours ahead or behind, only the
-            // wall clock, as NTP or an operator would move it; leases run on the monotonic one.
-            let seconds: i64 = rng.gen_range(60..7200) * if rng.gen_bool(0.5) { 1 } else { -1 };
-            std::fs::write(&membership.clock_file, format!("{seconds:+}")).unwrap();
-            log.push(format!(
-                "the wall clock of replica 2 jumped to {seconds:+} s"
-            ));
-            continue;
+        // Every run starts with the storage faults, then draws.
+        let fault = match log.len() {
+            0 => Fault::DiskFull,
+            1 => Fault::SnapshotInstall,
+            _ => Fault::draw(&mut rng),
+        };
+        match fault {
+            Fault::Learner => {
+                log.push(membership.learner_comes_or_goes(replicas).await);
+                continue;
+            }
+            Fault::ReplaceVoter => {
+                log.push(membership.replace_a_voter(replicas, peers, urls).await);
+                continue;
+            }
+            Fault::Clock => {
+                // Replica 2's wall clock jumps (libfaketime): hours ahead or behind, only the
+                // wall clock, as NTP or an operator would move it; leases run on the monotonic
+                // one.
+                let seconds: i64 = rng.gen_range(60..7200) * if rng.gen_bool(0.5) { 1 } else { -1 };
+                std::fs::write(&membership.clock_file, format!("{seconds:+}")).unwrap();
+                log.push(format!(
+                    "the wall clock of replica 2 jumped to {seconds:+} s"
+                ));
+                continue;
+            }
+            Fault::DiskFull => {
+                let pause = Duration::from_millis(rng.gen_range(500..2500));
+                log.push(match &membership.small_disk {
+                    Some(disk) => fill_the_disk(replicas, disk, pause, restarts).await,
+                    None => "no small disk (FABRIC_SKIP_MOUNT=1)".into(),
+                });
+                continue;
+            }
+            Fault::SnapshotInstall => {
+                let pause = Duration::from_millis(rng.gen_range(300..1500));
+                log.push(kill_in_a_snapshot_install(replicas, &mut rng, pause, restarts).await);
+                continue;
+            }
+            Fault::Process => {}
         }
         let leader = status(&replicas[0].peer())
             .await
@@ -220,7 +277,10 @@ pub async fn nemesis(
             _ => rng.gen_range(0..replicas.len()),
         };
         let pause = Duration::from_millis(rng.gen_range(500..2500));
-        if rng.gen_bool(0.5) {
+        let kind: f64 = rng.r#gen();
+        if kind < 0.15 {
+            log.push(kill_in_a_snapshot_build(replicas, victim, &mut rng, pause, restarts).await);
+        } else if kind < 0.55 {
             log.push(format!(
                 "kill -9 replica {} for {pause:?}",
                 replicas[victim].id

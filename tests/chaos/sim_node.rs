@@ -1,4 +1,4 @@
-//! A simulated edge node for the `remote.*` registers: it joins a random replica as a paired
+//! Simulated edge nodes for the `remote.*` registers: each joins a random replica as a paired
 //! node (cryptosign, role `node`), answers `start_worker`, `stop_worker` and `get_worker` from
 //! its own table of workers (each worker's value a tag the caller chose), and joins again,
 //! through another random replica, whenever its session is lost. The table outlives its
@@ -22,8 +22,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::Peers;
 
-/// The node's authid in the chaos management realm.
-pub const SIM_NODE: &str = "sim-0";
+/// The authid of simulated node `i` in the chaos management realm.
+pub fn sim_node_name(i: usize) -> String {
+    format!("sim-{i}")
+}
 /// The node's refusals: a call refused by the node never took effect.
 pub const WORKER_EXISTS: &str = "crossbar.error.worker_already_running";
 pub const NO_SUCH_WORKER: &str = "crossbar.error.no_such_worker";
@@ -85,14 +87,16 @@ fn handlers(workers: &Workers) -> Vec<(&'static str, Handler)> {
     ]
 }
 
-/// Keeps the node joined until `stop`; returns how many times it joined.
+/// Keeps node `name` joined until `stop`; returns how many times it joined.
 pub async fn run(
+    name: String,
     key: ed25519_dalek::SigningKey,
     urls: Peers,
     seed: u64,
     stop: Arc<AtomicBool>,
 ) -> usize {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x51_u64.wrapping_mul(0x9e37_79b9));
+    let salt = key.verifying_key().as_bytes()[0] as u64 + 0x51;
+    let mut rng = StdRng::seed_from_u64(seed ^ salt.wrapping_mul(0x9e37_79b9));
     let workers: Workers = Default::default();
     let mut joins = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -118,8 +122,9 @@ pub async fn run(
             continue;
         };
         let mut registered = true;
-        for (name, handler) in handlers(&workers) {
-            let procedure = format!("crossbarfabriccenter.node.{SIM_NODE}.{name}");
+        for (procedure, handler) in handlers(&workers) {
+            let node = &name;
+            let procedure = format!("crossbarfabriccenter.node.{node}.{procedure}");
             let done = tokio::time::timeout(
                 Duration::from_secs(2),
                 session.register(&procedure, Dict::new(), handler),

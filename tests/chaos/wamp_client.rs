@@ -12,7 +12,7 @@ use fabric_master::wamp::serializer::Serializer;
 use fabric_master::wamp::{Dict, Payload, Protocol, Value};
 
 use crate::common::linearizability::{Operation, RegOp};
-use crate::sim_node::{NO_SUCH_WORKER, SIM_NODE, WORKER_EXISTS};
+use crate::sim_node::{NO_SUCH_WORKER, WORKER_EXISTS, sim_node_name};
 use crate::{CHAOS_MREALM, CHAOS_TRACE, History, PAIRS, Peers, WORKERS};
 
 /// Whether `error` (a WAMP error URI) says the call was refused before it could take effect.
@@ -38,7 +38,7 @@ pub async fn wamp_client(
     urls: Peers,
     key: ed25519_dalek::SigningKey,
     keys: Vec<Oid>,
-    node_oid: String,
+    node_oids: Vec<String>,
     started: Instant,
     until: Instant,
     history: History,
@@ -92,7 +92,8 @@ pub async fn wamp_client(
                     id,
                     call,
                     register - 1,
-                    &node_oid,
+                    // Worker registers alternate between the nodes.
+                    &node_oids[(register - 1) % node_oids.len()],
                     started,
                 )
                 .await
@@ -374,7 +375,7 @@ async fn trace_call(
     Outcome { ops, lost }
 }
 
-/// `remote.node.start_worker`, `stop_worker` or `get_worker` of worker `w<register>` on the
+/// `remote.node.start_worker`, `stop_worker` or `get_worker` of worker `w<register>` on a
 /// simulated node, through whichever replica the session is on: a register whose value is
 /// the tag the worker was started with, absent while no such worker runs.
 async fn worker_call(
@@ -450,13 +451,13 @@ async fn worker_call(
 }
 
 /// The management realm of the WAMP runs: nodes `pair-*` paired and unpaired by the clients,
-/// the simulated node `sim-0` paired for good (its oid returned), and the trace the clients
-/// start and stop (no traced workers).
+/// the simulated nodes `sim-<i>` (one per key of `node_keys`) paired for good (their oids
+/// returned), and the trace the clients start and stop (no traced workers).
 pub async fn set_up_chaos_mrealm(
     url: &str,
     key: &ed25519_dalek::SigningKey,
-    node_key: &ed25519_dalek::SigningKey,
-) -> String {
+    node_keys: &[ed25519_dalek::SigningKey],
+) -> Vec<String> {
     let su = superuser(url, "com.crossbario.fabric", key)
         .await
         .expect("superuser session");
@@ -468,27 +469,31 @@ pub async fn set_up_chaos_mrealm(
     )
     .await
     .expect("the chaos management realm");
-    let pubkey = hex::encode(node_key.verifying_key().as_bytes());
-    let paired = su
-        .call(
-            "crossbarfabriccenter.mrealm.pair_node",
-            Payload::args(vec![
-                Value::Str(pubkey),
-                Value::Str(CHAOS_MREALM.into()),
-                Value::Str(SIM_NODE.into()),
-            ]),
-            Dict::new(),
-        )
-        .await
-        .expect("the simulated node paired");
-    let node_oid = paired
-        .arg_list()
-        .first()
-        .and_then(Value::as_dict)
-        .and_then(|n| n.get("oid"))
-        .and_then(Value::as_str)
-        .expect("the paired node's oid")
-        .to_owned();
+    let mut node_oids = Vec::new();
+    for (i, node_key) in node_keys.iter().enumerate() {
+        let pubkey = hex::encode(node_key.verifying_key().as_bytes());
+        let paired = su
+            .call(
+                "crossbarfabriccenter.mrealm.pair_node",
+                Payload::args(vec![
+                    Value::Str(pubkey),
+                    Value::Str(CHAOS_MREALM.into()),
+                    Value::Str(sim_node_name(i)),
+                ]),
+                Dict::new(),
+            )
+            .await
+            .expect("a simulated node paired");
+        let node_oid = paired
+            .arg_list()
+            .first()
+            .and_then(Value::as_dict)
+            .and_then(|n| n.get("oid"))
+            .and_then(Value::as_str)
+            .expect("the paired node's oid")
+            .to_owned();
+        node_oids.push(node_oid);
+    }
     su.close();
     let owner = superuser(url, CHAOS_MREALM, key)
         .await
@@ -502,5 +507,5 @@ pub async fn set_up_chaos_mrealm(
         .await
         .expect("the chaos trace");
     owner.close();
-    node_oid
+    node_oids
 }

@@ -31,6 +31,8 @@ pub struct Replica {
     pub ws_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
+    /// Where its stderr goes: beside the data dir, and not moved with it.
+    pub log: PathBuf,
     pub formation: Vec<String>,
     /// Extra environment (e.g. HOSTNAME of a StatefulSet pod).
     pub env: Vec<(String, String)>,
@@ -44,6 +46,7 @@ impl Replica {
             ws_port: free_port(),
             peer_port: free_port(),
             data_dir: root.join(format!("replica{id}")),
+            log: root.join(format!("replica{id}.log")),
             formation,
             env: Vec::new(),
             child: None,
@@ -59,7 +62,7 @@ impl Replica {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.data_dir.with_extension("log"))
+            .open(&self.log)
             .unwrap();
         let child = Process::new(env!("CARGO_BIN_EXE_fabric-master"))
             .arg("start")
@@ -82,7 +85,7 @@ impl Replica {
 
     /// The end of this replica's log, for failure reports.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -279,4 +282,76 @@ pub fn relabel(oid: Oid, label: &str) -> Command {
         delta,
         status_rule: None,
     }
+}
+
+/// A tmpfs of `mib` MiB mounted at `dir` (root only); unmounted on drop.
+pub struct SmallDisk {
+    pub dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    pub fn mount(dir: &std::path::Path, mib: u64) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "mounting a {mib} MiB tmpfs at {} (the disk-full test needs root; FABRIC_SKIP_MOUNT=1 leaves it out): {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Grows or shrinks it (not below what it holds).
+    pub fn resize_kib(&self, kib: u64) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={kib}k")])
+            .arg(&self.dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount of {} to {kib} KiB", self.dir.display());
+    }
+
+    /// What its files take, in KiB.
+    pub fn used_kib(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["-k", "--output=used"])
+            .arg(&self.dir)
+            .output()
+            .expect("df runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df says what is used")
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Asks the replica at `peer` to build a snapshot now (`fabric-master cluster snapshot`).
+pub async fn trigger_snapshot(peer: &str) -> bool {
+    let Ok(mut c) = client(peer, None) else {
+        return false;
+    };
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        c.trigger_snapshot(pb::SnapshotRequest {}),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
 }

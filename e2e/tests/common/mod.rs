@@ -3,6 +3,8 @@
 //! material, and organizations to write.
 #![allow(dead_code)]
 
+pub mod links;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
