@@ -12,7 +12,7 @@
 //! `remote.node.*` through whichever replica holds its session (`sim_node.rs`).
 //!
 //! Each seed also draws Raft's timing (heartbeat, election timeout, snapshot interval).
-//! In CI: a fixed set of seeds, 20 s each. Longer runs, and a failing seed replayed:
+//! In CI: a fixed set of seeds, 30 s each. Longer runs, and a failing seed replayed:
 //! `CHAOS_SEEDS=7,8 CHAOS_SECONDS=600 cargo test --release --test chaos -- --nocapture`.
 
 mod checker;
@@ -438,7 +438,7 @@ async fn histories_under_kills_and_pauses_are_linearizable() {
     let seconds = std::env::var("CHAOS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(30);
     for seed in seeds {
         run(seed, seconds, Via::PeerPort).await;
     }
@@ -455,7 +455,7 @@ async fn wamp_histories_under_faults_are_linearizable() {
     let seconds = std::env::var("CHAOS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(30);
     for seed in seeds {
         run(seed, seconds, Via::Wamp).await;
     }

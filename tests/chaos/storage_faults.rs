@@ -117,11 +117,16 @@ pub async fn kill_in_a_snapshot_install(
     let Some(view) = view else {
         return "no leader to snapshot".into();
     };
-    let Some(f) = replicas.iter().position(|r| {
-        r.child.is_some() && Some(r.id) != view.leader && view.voters.contains(&r.id)
-    }) else {
+    let followers: Vec<usize> = (0..replicas.len())
+        .filter(|&i| {
+            let r = &replicas[i];
+            r.child.is_some() && Some(r.id) != view.leader && view.voters.contains(&r.id)
+        })
+        .collect();
+    if followers.is_empty() {
         return "no running follower voter".into();
-    };
+    }
+    let f = followers[rng.gen_range(0..followers.len())];
     let Some(leader) = replicas.iter().position(|r| Some(r.id) == view.leader) else {
         return "the leader is not one of the runner's replicas".into();
     };
