@@ -111,3 +111,62 @@ async fn installing_a_snapshot_purges_the_log_it_covers_in_the_same_commit() {
     flush(&mut store).await;
     assert_eq!(on_disk(&db), (Some(8), Some(9)));
 }
+
+/// A file grown by a burst and freed again in its middle is given back at the next start,
+/// its contents intact.
+#[test]
+fn a_large_state_file_is_compacted_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let db = open_database(&path).unwrap();
+    let value = vec![7u8; 20 << 10];
+    // A burst, then something written after it, then the burst deleted: free pages in the
+    // middle of the file, which closing it cannot cut off.
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(SNAPSHOT).unwrap();
+        for i in 0..2400 {
+            t.insert(format!("burst-{i}").as_str(), value.as_slice())
+                .unwrap();
+        }
+    }
+    txn.commit().unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(SNAPSHOT)
+        .unwrap()
+        .insert("kept", value.as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(SNAPSHOT).unwrap();
+        for i in 0..2400 {
+            t.remove(format!("burst-{i}").as_str()).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+    drop(db);
+    let grown = path.metadata().unwrap().len();
+    assert!(
+        grown > COMPACT_ABOVE_BYTES,
+        "the burst grew the file: {grown}"
+    );
+    let db = open_database(&path).unwrap();
+    let now = path.metadata().unwrap().len();
+    assert!(
+        now < grown / 4,
+        "compacted at start: {} MiB -> {} MiB",
+        grown >> 20,
+        now >> 20
+    );
+    let txn = db.begin_read().unwrap();
+    let kept = txn
+        .open_table(SNAPSHOT)
+        .unwrap()
+        .get("kept")
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(kept, value);
+}
