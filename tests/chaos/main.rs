@@ -2,8 +2,9 @@
 //! registers (the labels of organizations) through every replica at once, while a nemesis
 //! kills (-9) and freezes (SIGSTOP) replicas, leader included, while learners join and leave,
 //! follower voters are replaced by fresh replicas, replica 2's wall clock jumps hours
-//! ahead or back (libfaketime), replica 3's disk (a tmpfs) fills up, and replicas are killed
-//! in the middle of a snapshot build or install (`storage_faults.rs`); every key's recorded
+//! ahead or back (libfaketime), replica 3's disk (a tmpfs) fills up, replicas are killed
+//! in the middle of a snapshot build or install (`storage_faults.rs`), and peer links turn
+//! slow or stall (each replica advertises a proxy: `link_proxy.rs`); every key's recorded
 //! history is then checked for linearizability (`common::linearizability`).
 //!
 //! On the peer port the registers are organizations' labels. Over WAMP (the management API,
@@ -12,12 +13,13 @@
 //! `remote.node.*` through whichever replica holds its session (`sim_node.rs`).
 //!
 //! Each seed also draws Raft's timing (heartbeat, election timeout, snapshot interval).
-//! In CI: a fixed set of seeds, 30 s each. Longer runs, and a failing seed replayed:
+//! In CI: a fixed set of seeds, 20 s each. Longer runs, and a failing seed replayed:
 //! `CHAOS_SEEDS=7,8 CHAOS_SECONDS=600 cargo test --release --test chaos -- --nocapture`.
 
 mod checker;
 #[path = "../common/mod.rs"]
 mod common;
+mod link_proxy;
 mod membership;
 mod peer_client;
 mod sim_node;
@@ -32,6 +34,7 @@ use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use link_proxy::three_behind_proxies;
 use membership::{Membership, nemesis};
 use peer_client::client;
 use storage_faults::SMALL_DISK_MIB;
@@ -109,7 +112,7 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         "--superuser".to_string(),
         su_pub.to_str().unwrap().to_string(),
     ]);
-    let mut replicas = three_with(root.path(), &timing).await;
+    let (mut replicas, proxies) = three_behind_proxies(root.path(), &timing).await;
     let peers: Peers = Arc::new(parking_lot::RwLock::new(
         replicas.iter().map(|r| r.peer()).collect(),
     ));
@@ -184,6 +187,7 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         next_id: 100,
         learner: None,
         small_disk,
+        proxies,
     };
     // The WAMP runs' registers: organizations, pairings, the trace, the node's workers.
     let trace_register = KEYS + PAIRS;
@@ -438,7 +442,7 @@ async fn histories_under_kills_and_pauses_are_linearizable() {
     let seconds = std::env::var("CHAOS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(20);
     for seed in seeds {
         run(seed, seconds, Via::PeerPort).await;
     }
@@ -455,7 +459,7 @@ async fn wamp_histories_under_faults_are_linearizable() {
     let seconds = std::env::var("CHAOS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(20);
     for seed in seeds {
         run(seed, seconds, Via::Wamp).await;
     }

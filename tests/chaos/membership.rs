@@ -8,6 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::common::*;
+use crate::link_proxy::Inbound;
 use crate::storage_faults::{fill_the_disk, kill_in_a_snapshot_build, kill_in_a_snapshot_install};
 use crate::{Peers, ws_url};
 
@@ -22,6 +23,8 @@ pub struct Membership {
     /// The tmpfs replica 3's data dir is on (and its replacement's); none without root
     /// (`FABRIC_SKIP_MOUNT=1`).
     pub small_disk: Option<SmallDisk>,
+    /// The proxies in front of replicas 1–3's peer ports (`link_proxy`).
+    pub proxies: Vec<Inbound>,
 }
 
 impl Membership {
@@ -193,6 +196,8 @@ enum Fault {
     Clock,
     DiskFull,
     SnapshotInstall,
+    /// Peer links slowed, or the links into one replica stalled (`link_proxy`).
+    SlowLinks,
     /// A replica killed (-9, now and then in a snapshot build) or frozen (SIGSTOP).
     Process,
 }
@@ -205,6 +210,7 @@ impl Fault {
             30..40 => Fault::Clock,
             40..48 => Fault::DiskFull,
             48..56 => Fault::SnapshotInstall,
+            56..68 => Fault::SlowLinks,
             _ => Fault::Process,
         }
     }
@@ -230,6 +236,7 @@ pub async fn nemesis(
         let fault = match log.len() {
             0 => Fault::DiskFull,
             1 => Fault::SnapshotInstall,
+            2 => Fault::SlowLinks,
             _ => Fault::draw(&mut rng),
         };
         match fault {
@@ -263,6 +270,10 @@ pub async fn nemesis(
             Fault::SnapshotInstall => {
                 let pause = Duration::from_millis(rng.gen_range(300..1500));
                 log.push(kill_in_a_snapshot_install(replicas, &mut rng, pause, restarts).await);
+                continue;
+            }
+            Fault::SlowLinks => {
+                log.push(slow_or_stall_links(replicas, &membership.proxies, &mut rng).await);
                 continue;
             }
             Fault::Process => {}
@@ -300,4 +311,52 @@ pub async fn nemesis(
         }
     }
     log
+}
+
+/// Every peer link slowed by 20–250 ms each way, or one replica's (the leader's half the time)
+/// slowed by 100–600 ms, or stalled, for 1–3 s. The proxies are those of replicas 1–3; a
+/// replica that replaced one of them has none.
+async fn slow_or_stall_links(
+    replicas: &[Replica],
+    proxies: &[Inbound],
+    rng: &mut StdRng,
+) -> String {
+    let hold = Duration::from_millis(rng.gen_range(1000..3000));
+    let leader = status(&replicas[0].peer()).await.and_then(|s| s.leader);
+    let victim = match leader {
+        Some(l) if rng.gen_bool(0.5) => l,
+        _ => rng.gen_range(1..=proxies.len() as u64),
+    };
+    let what = match rng.gen_range(0..3) {
+        0 => {
+            let delay = Duration::from_millis(rng.gen_range(20..250));
+            for p in proxies {
+                p.slow(delay);
+            }
+            format!("every peer link {delay:?} slower each way")
+        }
+        kind => {
+            let Some(p) = proxies.get(victim as usize - 1) else {
+                return format!("replica {victim} has no proxy (it replaced one)");
+            };
+            let lead = if leader == Some(victim) {
+                " (the leader)"
+            } else {
+                ""
+            };
+            if kind == 1 {
+                let delay = Duration::from_millis(rng.gen_range(100..600));
+                p.slow(delay);
+                format!("the links into replica {victim}{lead} {delay:?} slower each way")
+            } else {
+                p.stall();
+                format!("the links into replica {victim}{lead} stalled")
+            }
+        }
+    };
+    tokio::time::sleep(hold).await;
+    for p in proxies {
+        p.heal();
+    }
+    format!("{what} for {hold:?}")
 }
