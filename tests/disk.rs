@@ -326,19 +326,7 @@ async fn a_full_disk_stops_one_replica_not_the_cluster() {
     let root = tempfile::tempdir().unwrap();
     let disk = SmallDisk::mount(&root.path().join("small"), 8);
     let mut replicas = three(root.path()).await;
-    // Move replica 3 onto the small disk: stop it, copy its data dir, start it there.
-    replicas[2].kill();
-    let small_dir = disk.dir.join("replica3");
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&replicas[2].data_dir)
-        .arg(&small_dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(copied);
-    replicas[2].data_dir = small_dir;
-    replicas[2].start();
+    disk.take_in(&mut replicas[2]);
     wait_for(&replicas[0].peer(), "replica 3 back", |s| {
         s.voters == vec![1, 2, 3] && s.has_quorum
     })

@@ -160,18 +160,7 @@ async fn run(seed: u64, seconds: u64, via: Via) {
         None
     } else {
         let disk = SmallDisk::mount(&root.path().join("small"), SMALL_DISK_MIB);
-        replicas[2].kill();
-        let moved = disk.dir.join("replica3");
-        let copied = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&replicas[2].data_dir)
-            .arg(&moved)
-            .status()
-            .unwrap()
-            .success();
-        assert!(copied, "replica 3's data dir copied to the small disk");
-        replicas[2].data_dir = moved;
-        replicas[2].start();
+        disk.take_in(&mut replicas[2]);
         wait_for(
             &replicas[2].peer(),
             "replica 3 back on the small disk",

@@ -308,6 +308,27 @@ impl SmallDisk {
         }
     }
 
+    /// Moves replica `r`'s data dir onto this disk: stopped, copied, started there (its log
+    /// file stays where it was).
+    pub fn take_in(&self, r: &mut Replica) {
+        r.kill();
+        let moved = self.dir.join(format!("replica{}", r.id));
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&r.data_dir)
+            .arg(&moved)
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            copied,
+            "replica {}'s data dir copied to the small disk",
+            r.id
+        );
+        r.data_dir = moved;
+        r.start();
+    }
+
     /// Grows or shrinks it (not below what it holds).
     pub fn resize_kib(&self, kib: u64) {
         let ok = std::process::Command::new("mount")
