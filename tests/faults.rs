@@ -8,6 +8,11 @@
 //! 2. With the leader frozen, reads (and the writes of management calls, which read first)
 //!    through the followers stalled for the whole write timeout although a new leader was
 //!    elected within about a second: the shared read-index round waited for the old leader.
+//! 3. A leader killed between the two commits of a membership change (openraft commits the
+//!    joint config of old and new voters, then the new one) left the cluster in the joint
+//!    config for good: no leader finished the change, and with voters {1,3} joined by 2, the
+//!    loss of 1 left 2 and 3 unable to elect anyone (found by scenario 2, whose cluster was
+//!    sometimes still in the joint stage of its last join).
 
 mod common;
 
@@ -18,6 +23,7 @@ use fabric_master::replica::Query;
 use fabric_master::rpc::{client, pb};
 use fabric_master::store::model::Oid;
 use fabric_master::store::{Command, Kind};
+use std::process::Command as Process;
 
 fn get(oid: Oid) -> Query {
     Query::Get {
@@ -166,4 +172,65 @@ async fn a_frozen_leader_does_not_hold_up_reads_through_the_others() {
         .unwrap()
         .unwrap_or_else(|e| panic!("the read fails instead of going to the new leader: {e}"));
     assert_eq!(org["oid"], oid.to_string());
+}
+
+/// Scenario 3: the leader (1) commits voter 2's joint config [{1,3},{1,2,3}] only with 3's
+/// ack, so with 3 frozen the joint entry reaches 2 but cannot commit; then 1 dies. Whoever
+/// leads next inherits the joint config from its log and must finish the change: after
+/// that, 2 and 3 elect a leader without 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_cut_off_by_a_dead_leader_is_finished_by_the_next() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut r1 = Replica::new(1, root.path(), vec!["--bootstrap".into()]);
+    r1.start();
+    let p1 = r1.peer();
+    wait_for(&p1, "a leader", |s| s.leader == Some(1)).await;
+    let mut r3 = Replica::new(3, root.path(), vec!["--join".into(), p1.clone()]);
+    r3.start();
+    wait_for(&p1, "voters 1 and 3", |s| s.voter_sets == vec![vec![1, 3]]).await;
+    let mut r2 = Replica::new(
+        2,
+        root.path(),
+        vec!["--join".into(), p1.clone(), "--learner".into()],
+    );
+    r2.start();
+    wait_for(&p1, "replica 2 as a learner", |s| s.learners == vec![2]).await;
+
+    signal(&r3, "-STOP");
+    // Blocks: the joint config needs 3's ack. It fails once 1 is killed.
+    let mut promote = Process::new(env!("CARGO_BIN_EXE_fabric-master"))
+        .args(["cluster", "--peer", &p1, "add", "--node-id", "2"])
+        .args(["--addr", &r2.peer()])
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&r2.peer(), "the joint config on replica 2", |s| {
+        s.voter_sets == vec![vec![1, 3], vec![1, 2, 3]]
+    })
+    .await;
+    r1.kill();
+    let _ = promote.kill();
+    let _ = promote.wait();
+    signal(&r3, "-CONT");
+    r1.start();
+
+    // The old code left [{1,3},{1,2,3}] here for good.
+    let finished = wait_for(&r3.peer(), "the change finished by a leader", |s| {
+        s.leader.is_some() && s.voter_sets == vec![vec![1, 2, 3]]
+    })
+    .await;
+    let mut replicas = [r1, r2, r3];
+    let leader = finished.leader.unwrap();
+    let l = replicas.iter().position(|r| r.id == leader).unwrap();
+    replicas[l].kill();
+    let survivor = replicas[(l + 1) % 3].peer();
+    wait_for(&survivor, "a leader elected by the other two", |s| {
+        s.leader.is_some() && s.leader != Some(leader)
+    })
+    .await;
+    let (_, create) = org(3);
+    propose_until_acknowledged(&survivor, &create).await;
 }

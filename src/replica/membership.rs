@@ -322,6 +322,52 @@ impl Replica {
         changes: ChangeMembers<NodeId, BasicNode>,
     ) -> Result<(), MembershipError> {
         let _one_at_a_time = self.membership_lock.lock().await;
+        self.change_membership_locked(changes).await
+    }
+
+    /// Finishes a membership change that an earlier leader left in its joint stage. openraft
+    /// makes a change in two commits (the joint config of old and new voters, then the new
+    /// one) and does not finish one whose leader died or was deposed between them: the
+    /// cluster would then need a majority of the old voters as well as of the new ones, for
+    /// good. With voters {1,3} joined by 2 and then a dead 1, for example, 2 and 3 could
+    /// never elect a leader. Runs on the leader; `Ok(None)` when there is nothing to finish
+    /// (or this replica does not lead), else the voters it finished at.
+    pub(crate) async fn finish_joint_change(
+        &self,
+    ) -> Result<Option<BTreeSet<NodeId>>, MembershipError> {
+        if !self.is_leader() {
+            return Ok(None);
+        }
+        // Under the lock: a change of this leader's own is not half-done, only under way.
+        let _one_at_a_time = self.membership_lock.lock().await;
+        let before = self.membership();
+        let sets = before.get_joint_config();
+        let (true, Some(goal)) = (sets.len() > 1, sets.last().cloned()) else {
+            return Ok(None);
+        };
+        tracing::warn!("finishing a membership change left half-done: {sets:?} -> {goal:?}");
+        self.change_membership_locked(ChangeMembers::ReplaceAllVoters(goal.clone()))
+            .await?;
+        // A voter the change removed held sessions no replica serves any more, as after
+        // `remove`.
+        for gone in before.voter_ids().filter(|id| !goal.contains(id)) {
+            if self.membership().get_node(&gone).is_some() {
+                continue;
+            }
+            if let Err(e) = self
+                .propose(Command::PresenceDropReplica { replica_id: gone })
+                .await
+            {
+                tracing::warn!("dropping presence of removed replica {gone}: {e}");
+            }
+        }
+        Ok(Some(goal))
+    }
+
+    async fn change_membership_locked(
+        &self,
+        changes: ChangeMembers<NodeId, BasicNode>,
+    ) -> Result<(), MembershipError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match self.raft.change_membership(changes.clone(), false).await {

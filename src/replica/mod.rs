@@ -3,6 +3,7 @@
 
 mod departure;
 mod errors;
+pub mod joint_config;
 pub mod learner_reaper;
 mod membership;
 mod node_calls;
@@ -50,6 +51,10 @@ pub struct Status {
     pub snapshot: Option<u64>,
     pub purged: Option<u64>,
     pub voters: Vec<NodeId>,
+    /// The voter sets a write must reach a majority of: one, or two while a membership
+    /// change is in its joint stage (`voters` is then their union).
+    #[serde(default)]
+    pub voter_sets: Vec<Vec<NodeId>>,
     pub learners: Vec<NodeId>,
     pub nodes: BTreeMap<NodeId, String>,
     /// Whether this replica can currently commit writes (a leader heard from recently).
@@ -360,6 +365,11 @@ impl Replica {
             purged: m.purged.map(|l| l.index),
             learners: membership.learner_ids().collect(),
             voters: voters.into_iter().collect(),
+            voter_sets: membership
+                .get_joint_config()
+                .iter()
+                .map(|set| set.iter().copied().collect())
+                .collect(),
             nodes: membership
                 .nodes()
                 .map(|(id, n)| (*id, n.addr.clone()))

@@ -218,6 +218,7 @@ pub async fn run(
     formation::enter_cluster(&replica, &settings.cluster.formation, role).await?;
     crate::replica::presence_lease::spawn(replica.clone(), settings.cluster.presence_lease);
     crate::replica::learner_reaper::spawn(replica.clone(), settings.cluster.learner_reap);
+    crate::replica::joint_config::spawn(replica.clone());
     crate::auth::limits::spawn_purge(replica.clone());
     api.forget_earlier_sessions().await;
     let local = listeners.ws.local_addr()?;

@@ -257,7 +257,12 @@ pub async fn three_with(root: &std::path::Path, extra: &[String]) -> Vec<Replica
     let mut r3 = Replica::new(3, root, with(vec!["--join".into(), seed.clone()]));
     r2.start();
     r3.start();
-    wait_for(&seed, "three voters", |s| s.voters == vec![1, 2, 3]).await;
+    // `voters` is already [1, 2, 3] in the joint stage of the last join: a test that kills
+    // the leader right away would otherwise catch the change half-done.
+    wait_for(&seed, "three voters", |s| {
+        s.voter_sets == vec![vec![1, 2, 3]]
+    })
+    .await;
     vec![r1, r2, r3]
 }
 
