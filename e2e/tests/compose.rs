@@ -121,7 +121,7 @@ async fn check(env: HashMap<String, String>) {
     let mut r1 = client(&env["REPLICA_1_PEER"], Some(&tls)).unwrap();
     let mut r2 = client(&env["REPLICA_2_PEER"], Some(&tls)).unwrap();
     wait_for(&mut r1, "three voters with a leader", |s| {
-        s.voters == vec![1, 2, 3] && s.leader.is_some()
+        s.voter_sets == vec![vec![1, 2, 3]] && s.leader.is_some()
     })
     .await;
     let lb_port: u16 = env["LB_PORT"].parse().unwrap();

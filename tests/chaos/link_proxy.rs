@@ -154,7 +154,7 @@ pub async fn three_behind_proxies(
         proxies.push(proxy);
     }
     wait_for(&replicas[0].peer(), "three voters", |s| {
-        s.voters == vec![1, 2, 3]
+        s.voter_sets == vec![vec![1, 2, 3]]
     })
     .await;
     (replicas, proxies)

@@ -392,10 +392,9 @@ async fn healed(replicas: &mut [Replica], seed: u64, faults: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     'wait: while Instant::now() < deadline {
         for r in replicas.iter() {
-            if !status(&r.peer())
-                .await
-                .is_some_and(|s| s.leader.is_some() && s.voters.len() == 3)
-            {
+            if !status(&r.peer()).await.is_some_and(|s| {
+                s.leader.is_some() && s.voters.len() == 3 && s.voter_sets.len() == 1
+            }) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue 'wait;
             }

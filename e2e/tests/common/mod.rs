@@ -264,7 +264,7 @@ pub async fn start_voters(n: u64, network: &str, suffix: &str, tls_dir: &Path) -
     let all: Vec<u64> = (1..=n).collect();
     peers
         .wait_for(&replicas[0].peer, "every replica a voter", |s| {
-            s.voters == all
+            s.voter_sets == vec![all.clone()]
         })
         .await;
     Voters { replicas, peers }
