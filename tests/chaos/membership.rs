@@ -105,12 +105,16 @@ impl Membership {
 
     /// A follower voter is killed, removed from the membership, and replaced by a new replica
     /// on an empty data dir, which joins as a voter (there is room again) through a snapshot
-    /// or the log; clients move from the old address to the new one.
+    /// or the log; clients move from the old address to the new one. With `cut` the leader is
+    /// killed in the middle of the promotion (`kill_the_leader_mid_promotion`).
     async fn replace_a_voter(
         &mut self,
         replicas: &mut [Replica],
         peers: &Peers,
         urls: &Peers,
+        cut: bool,
+        rng: &mut StdRng,
+        restarts: &parking_lot::Mutex<Vec<Instant>>,
     ) -> String {
         let Some(asked) = Self::live_peer(&Self::peers_of(replicas)).await else {
             return "no live replica to ask".into();
@@ -185,8 +189,88 @@ impl Membership {
             u[at] = ws_url(&new);
         }
         replicas[victim] = new;
-        format!("voter {old} removed and replaced by a fresh replica {id}")
+        let replaced = format!("voter {old} removed and replaced by a fresh replica {id}");
+        if !cut {
+            return replaced;
+        }
+        let pause = Duration::from_millis(rng.gen_range(300..1500));
+        let cut = kill_the_leader_mid_promotion(replicas, victim, &asked, pause, restarts).await;
+        format!("{replaced}; {cut}")
     }
+}
+
+/// Kills the leader between the two commits of replica `fresh`'s promotion to voter, which
+/// leaves the joint config of old and new voters in the log for the next leader to finish
+/// (`replica/joint_config.rs`). The window is made wide: the other old voter is frozen once
+/// the newcomer is a member, so the joint config (which needs that voter's ack) reaches the
+/// newcomer but cannot commit; the leader is then killed, the frozen voter thawed, and the
+/// leader restarted after `pause`.
+async fn kill_the_leader_mid_promotion(
+    replicas: &mut [Replica],
+    fresh: usize,
+    asked: &str,
+    pause: Duration,
+    restarts: &parking_lot::Mutex<Vec<Instant>>,
+) -> String {
+    let new_id = replicas[fresh].id;
+    let Some(leader) = status(asked)
+        .await
+        .and_then(|s| s.leader)
+        .and_then(|l| replicas.iter().position(|r| r.id == l && r.child.is_some()))
+    else {
+        return "no leader to kill mid-promotion".into();
+    };
+    let Some(other) = (0..replicas.len()).find(|i| *i != leader && *i != fresh) else {
+        return "no other voter".into();
+    };
+    let (leader_id, other_id) = (replicas[leader].id, replicas[other].id);
+    let leader_peer = replicas[leader].peer();
+    let member = poll(Duration::from_secs(10), || async {
+        status(&leader_peer)
+            .await
+            .is_some_and(|s| s.nodes.contains_key(&new_id))
+    })
+    .await;
+    if !member {
+        return format!("replica {new_id} not a member within 10 s: leader left alone");
+    }
+    signal(&replicas[other], "-STOP");
+    let fresh_peer = replicas[fresh].peer();
+    let joint = poll(Duration::from_secs(3), || async {
+        status(&fresh_peer)
+            .await
+            .is_some_and(|s| s.voter_sets.len() == 2)
+    })
+    .await;
+    if !joint {
+        signal(&replicas[other], "-CONT");
+        return format!("no joint config on {new_id} within 3 s of freezing voter {other_id}");
+    }
+    replicas[leader].kill();
+    signal(&replicas[other], "-CONT");
+    tokio::time::sleep(pause).await;
+    replicas[leader].start();
+    restarts.lock().push(Instant::now());
+    format!(
+        "leader {leader_id} killed for {pause:?} in the joint stage of {new_id}'s promotion \
+         (voter {other_id} frozen until then)"
+    )
+}
+
+/// Whether `ok` came true within `limit`, asked every 20 ms.
+async fn poll<F, Fut>(limit: Duration, ok: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ok().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 /// What the nemesis does next.
@@ -232,11 +316,13 @@ pub async fn nemesis(
     let mut log = Vec::new();
     while Instant::now() + Duration::from_secs(4) < until {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1500..3500))).await;
-        // Every run starts with the storage faults, then draws.
+        // Every run starts with the storage faults, slow links and a voter replaced with its
+        // leader killed mid-promotion, then draws.
         let fault = match log.len() {
             0 => Fault::DiskFull,
             1 => Fault::SnapshotInstall,
             2 => Fault::SlowLinks,
+            3 => Fault::ReplaceVoter,
             _ => Fault::draw(&mut rng),
         };
         match fault {
@@ -245,7 +331,12 @@ pub async fn nemesis(
                 continue;
             }
             Fault::ReplaceVoter => {
-                log.push(membership.replace_a_voter(replicas, peers, urls).await);
+                let cut = log.len() == 3 || rng.gen_bool(0.5);
+                log.push(
+                    membership
+                        .replace_a_voter(replicas, peers, urls, cut, &mut rng, restarts)
+                        .await,
+                );
                 continue;
             }
             Fault::Clock => {
