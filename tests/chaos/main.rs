@@ -65,6 +65,13 @@ type History = Arc<parking_lot::Mutex<Vec<Vec<Operation>>>>;
 /// The replicas clients go through: changed by the nemesis when it replaces a voter.
 type Peers = Arc<parking_lot::RwLock<Vec<String>>>;
 
+/// Starts a replica the nemesis stopped and records when: from a restart on, the checker
+/// allows the restarted replica's recovery step (a trace marked `stopping_failed`).
+fn restart(r: &mut Replica, restarts: &parking_lot::Mutex<Vec<Instant>>) {
+    r.start();
+    restarts.lock().push(Instant::now());
+}
+
 fn ws_url(r: &Replica) -> String {
     format!("ws://127.0.0.1:{}/ws", r.ws_port)
 }

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use crate::common::*;
 use crate::link_proxy::Inbound;
 use crate::storage_faults::{fill_the_disk, kill_in_a_snapshot_build, kill_in_a_snapshot_install};
-use crate::{Peers, ws_url};
+use crate::{Peers, restart, ws_url};
 
 /// The membership side of the nemesis: a learner that comes and goes, and voters replaced.
 pub struct Membership {
@@ -249,8 +249,7 @@ async fn kill_the_leader_mid_promotion(
     replicas[leader].kill();
     signal(&replicas[other], "-CONT");
     tokio::time::sleep(pause).await;
-    replicas[leader].start();
-    restarts.lock().push(Instant::now());
+    restart(&mut replicas[leader], restarts);
     format!(
         "leader {leader_id} killed for {pause:?} in the joint stage of {new_id}'s promotion \
          (voter {other_id} frozen until then)"
@@ -389,8 +388,7 @@ pub async fn nemesis(
             ));
             replicas[victim].kill();
             tokio::time::sleep(pause).await;
-            replicas[victim].start();
-            restarts.lock().push(Instant::now());
+            restart(&mut replicas[victim], restarts);
         } else {
             log.push(format!(
                 "SIGSTOP replica {} for {pause:?}",

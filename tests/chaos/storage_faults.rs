@@ -7,6 +7,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::common::*;
+use crate::restart;
 
 /// The size of the small disk (a tmpfs) that replica 3's data dir lives on.
 pub const SMALL_DISK_MIB: u64 = 512;
@@ -60,8 +61,7 @@ pub async fn fill_the_disk(
         .collect();
     tokio::time::sleep(pause).await;
     disk.resize_kib(SMALL_DISK_MIB * 1024);
-    replicas[i].start();
-    restarts.lock().push(Instant::now());
+    restart(&mut replicas[i], restarts);
     // Exit code 1 (`main` returns the error); 101 would be a panic on the way out.
     assert!(
         code.code() == Some(1) && said_why,
@@ -91,8 +91,7 @@ pub async fn kill_in_a_snapshot_build(
     tokio::time::sleep(after).await;
     replicas[victim].kill();
     tokio::time::sleep(pause).await;
-    replicas[victim].start();
-    restarts.lock().push(Instant::now());
+    restart(&mut replicas[victim], restarts);
     format!(
         "kill -9 replica {id} {after:?} after it was asked for a snapshot{}",
         if asked { "" } else { " (the ask failed)" }
@@ -173,14 +172,12 @@ pub async fn kill_in_a_snapshot_install(
             )
         })
         .unwrap_or_default();
-    replicas[f].start();
-    restarts.lock().push(Instant::now());
+    restart(&mut replicas[f], restarts);
     let into = Duration::from_millis(rng.gen_range(20..600));
     tokio::time::sleep(into).await;
     replicas[f].kill();
     tokio::time::sleep(pause).await;
-    replicas[f].start();
-    restarts.lock().push(Instant::now());
+    restart(&mut replicas[f], restarts);
     if purged_past {
         format!(
             "kill -9 follower {id}; the leader's log purged past its {had}; restarted, killed {into:?} into its snapshot install, restarted"
